@@ -1,0 +1,133 @@
+"""Classification metrics on probability matrices, calibration, and temperature scaling.
+
+All functions take ``probs`` (N, C) (rows sum to 1) and integer ``labels`` (N,) in [0, C). Metrics that are
+undefined for a class absent from ``labels`` (ROC-AUC, AUPRC) are NaN for that class and left out of the
+macro mean, which is reported together with the number of classes it averages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from sklearn import metrics as skm
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def top_k_accuracy(probs: np.ndarray, labels: np.ndarray, k: int) -> float:
+    k = min(k, probs.shape[1])
+    top = np.argsort(-probs, axis=1)[:, :k]
+    return float(np.mean(np.any(top == labels[:, None], axis=1)))
+
+
+def per_class_roc_auc(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    out = np.full(probs.shape[1], np.nan)
+    for c in range(probs.shape[1]):
+        positive = labels == c
+        if 0 < positive.sum() < len(labels):
+            out[c] = skm.roc_auc_score(positive, probs[:, c])
+    return out
+
+
+def per_class_auprc(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    out = np.full(probs.shape[1], np.nan)
+    for c in range(probs.shape[1]):
+        positive = labels == c
+        if positive.any():
+            out[c] = skm.average_precision_score(positive, probs[:, c])
+    return out
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> float:
+    """ECE of the top-1 confidence with equal-width bins (Guo et al. 2017)."""
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == labels
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    bins = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, n_bins - 1)
+    ece = 0.0
+    for b in range(n_bins):
+        in_bin = bins == b
+        if in_bin.any():
+            ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
+    return float(ece)
+
+
+def brier_score(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Multi-class Brier score: mean over samples of Σ_c (p_c - y_c)²."""
+    onehot = np.eye(probs.shape[1])[labels]
+    return float(np.mean(np.sum((probs - onehot) ** 2, axis=1)))
+
+
+def _nanmean(values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else float("nan")
+
+
+def classification_report(
+    probs: np.ndarray, labels: np.ndarray, class_names: Sequence[str], top_k: int = 3
+) -> dict:
+    """Every metric of the project in one JSON-ready dict (per-class entries keyed by class name)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    if probs.ndim != 2 or probs.shape[1] != len(class_names):
+        raise ValueError(f"probs must be (N, {len(class_names)}), got {probs.shape}")
+    if len(labels) != len(probs):
+        raise ValueError(f"{len(labels)} labels for {len(probs)} predictions")
+    n_classes = len(class_names)
+    preds = probs.argmax(axis=1)
+    all_classes = list(range(n_classes))
+    roc = per_class_roc_auc(probs, labels)
+    prc = per_class_auprc(probs, labels)
+    recall = skm.recall_score(labels, preds, labels=all_classes, average=None, zero_division=0)
+    precision = skm.precision_score(labels, preds, labels=all_classes, average=None, zero_division=0)
+    present = np.isin(np.arange(n_classes), labels)
+    return {
+        "n": int(len(labels)),
+        "accuracy": float(np.mean(preds == labels)),
+        f"top{top_k}_accuracy": top_k_accuracy(probs, labels, top_k),
+        "macro_f1": float(skm.f1_score(labels, preds, labels=np.flatnonzero(present), average="macro", zero_division=0)),
+        "micro_f1": float(skm.f1_score(labels, preds, labels=all_classes, average="micro", zero_division=0)),
+        "balanced_accuracy": float(recall[present].mean()) if present.any() else float("nan"),
+        "balanced_precision": float(precision[present].mean()) if present.any() else float("nan"),
+        "macro_roc_auc": _nanmean(roc),
+        "macro_auprc": _nanmean(prc),
+        "n_classes_in_macro_auc": int(np.isfinite(roc).sum()),
+        "ece": expected_calibration_error(probs, labels),
+        "brier": brier_score(probs, labels),
+        "per_class": {
+            name: {
+                "support": int((labels == c).sum()),
+                "recall": float(recall[c]),
+                "precision": float(precision[c]),
+                "roc_auc": float(roc[c]),
+                "auprc": float(prc[c]),
+            }
+            for c, name in enumerate(class_names)
+        },
+        "confusion_matrix": skm.confusion_matrix(labels, preds, labels=all_classes).tolist(),
+        "class_names": list(class_names),
+    }
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iter: int = 200) -> float:
+    """Temperature T > 0 minimising the NLL of softmax(logits / T) on held-out (validation) data."""
+    logits_t = torch.as_tensor(np.asarray(logits), dtype=torch.float64)
+    labels_t = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(logits_t / log_t.exp(), labels_t)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return float(log_t.exp().item())

@@ -1,0 +1,43 @@
+"""Fixtures shared by every test tree.
+
+``shared_data``: the real public data bundle (../shared/data next to the repository, or the folder named by
+APPLECIDER_SHARED_DATA). Tests that need it skip with a clear reason when it is absent, so a fresh clone
+without the bundle still passes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    return Path(os.environ.get("APPLECIDER_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    path = shared_data_dir()
+    if not (path / "README.md").is_file():
+        pytest.skip(f"real data bundle not found at {path} (set APPLECIDER_SHARED_DATA)")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch):
+    """Tests never reach the network: any socket connection to a non-loopback address fails loudly."""
+    import socket
+
+    real_connect = socket.socket.connect
+
+    def guarded(self, address):
+        host = address[0] if isinstance(address, tuple) else address
+        if isinstance(host, str) and not (host.startswith("127.") or host in ("localhost", "::1") or host.startswith("/")):
+            raise RuntimeError(f"test tried to reach the network: {address}")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
