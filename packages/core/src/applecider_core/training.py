@@ -171,7 +171,8 @@ class Trainer:
         self.accelerator = Accelerator(
             mixed_precision=resolve_precision(config.mixed_precision, config.cpu),
             gradient_accumulation_steps=config.gradient_accumulation_steps,
-            cpu=config.cpu,
+            # Without a GPU, CPU mode is what makes torchrun/`accelerate launch` processes join over gloo.
+            cpu=config.cpu or not torch.cuda.is_available(),
             dataloader_config=DataLoaderConfiguration(use_seedable_sampler=train_sampler is None),
         )
         set_seed(config.seed)
@@ -265,8 +266,12 @@ class Trainer:
         self.accelerator.wait_for_everyone()
 
     # ---- training ----------------------------------------------------------------------------------------
-    def _end_epoch(self, train_loss: float) -> bool:
-        """Evaluate, keep the best model, update early stopping. Returns True to stop."""
+    def _end_epoch(self, train_loss: float, completed: bool = True) -> bool:
+        """Evaluate, keep the best model, update early stopping, checkpoint. Returns True to stop.
+
+        ``completed`` is False when the step budget ran out mid-epoch: the checkpoint then records the
+        position inside the epoch so that a resumed run with a larger budget continues exactly there.
+        """
         cfg, state = self.config, self.state
         metrics = self.evaluate()
         entry = {"epoch": state.epoch, "step": state.global_step, "train_loss": train_loss}
@@ -284,14 +289,15 @@ class Trainer:
             logger.info("epoch %d step %d: %s", state.epoch, state.global_step,
                         {k: round(v, 4) for k, v in entry.items() if isinstance(v, float)})
             (self.output_dir / "history.json").write_text(json.dumps(state.history, indent=1))
-        state.epoch += 1
-        state.batches_done_in_epoch = 0
+        if completed:
+            state.epoch += 1
+            state.batches_done_in_epoch = 0
         self.save_checkpoint()
         return cfg.patience is not None and state.bad_epochs >= cfg.patience
 
     def fit(self) -> TrainResult:
-        cfg, state, acc = self.config, self.state, self.accelerator
         self.maybe_resume()
+        cfg, state, acc = self.config, self.state, self.accelerator
         self.model.train()
         max_epochs = math.inf if cfg.max_steps else cfg.epochs
         progress = tqdm(total=self.total_steps, initial=state.global_step, disable=not acc.is_local_main_process,
@@ -305,7 +311,7 @@ class Trainer:
             loader = self.train_loader
             if state.batches_done_in_epoch:
                 loader = acc.skip_first_batches(self.train_loader, state.batches_done_in_epoch)
-            losses = []
+            losses, completed = [], True
             for batch in loader:
                 with acc.accumulate(self.model):
                     output = self.model(**batch)
@@ -328,8 +334,9 @@ class Trainer:
                 if cfg.checkpoint_every_steps and state.global_step % cfg.checkpoint_every_steps == 0:
                     self.save_checkpoint()
                 if state.global_step >= self.total_steps:
+                    completed = state.batches_done_in_epoch >= len(self.train_loader)
                     break
-            if self._end_epoch(float(np.mean(losses)) if losses else float("nan")):
+            if self._end_epoch(float(np.mean(losses)) if losses else float("nan"), completed):
                 break
         progress.close()
         if not (self.model_dir / "config.json").exists():
