@@ -55,6 +55,7 @@ def test_dataset_reader_views(tmp_path):
     assert list(ds.alerts("test").frame["label"]) == ["TDE"]
     [spectrum] = ds.spectra("train")
     assert spectrum.spectrum_id == "s1" and spectrum.label == "SN Ia" and len(spectrum) == 3
+    assert spectrum.source == "test"
     assert ds.spectra("test") == []
     with pytest.raises(ValueError, match="split must be"):
         ds.alerts("validation")

@@ -168,6 +168,7 @@ class Spectrum:
     flux_unit: str = "unknown"
     instrument: str = ""
     rest_frame: bool = False
+    source: str = ""  # origin (repository, archive): carries the licence of the data with the spectrum
 
     def __post_init__(self) -> None:
         self.wavelength_aa = np.asarray(self.wavelength_aa, dtype=np.float64).ravel()

@@ -1,0 +1,17 @@
+"""AppleCiDEr data tools: ZTF alert readers, Kowalski/SkyPortal sources, public importers, dataset builder.
+
+Raw packets and tables are converted once, here, into ``applecider_core.records``; ``cider data build``
+writes the shared dataset that ``open_dataset`` (re-exported from ``applecider_core.dataset``) reads.
+"""
+
+from applecider_core.dataset import SharedDataset, open_dataset
+
+from .convert import packet_to_alert
+from .errors import AlertParseError, PacketError, SourceError
+from .readers import iter_packets, iter_packets_with_source
+
+__version__ = "0.1.0"
+__all__ = [
+    "AlertParseError", "PacketError", "SharedDataset", "SourceError", "iter_packets", "iter_packets_with_source",
+    "open_dataset", "packet_to_alert",
+]  # fmt: skip

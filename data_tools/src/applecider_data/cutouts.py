@@ -1,0 +1,160 @@
+"""Alert cutouts: gzip-compressed FITS stamps → float32 (63, 63) arrays.
+
+Conventions (Kowalski ``make_triplet`` without its display steps):
+- the stamp is ``gzip.decompress`` → FITS primary HDU data, cast to float32; uncompressed FITS is accepted;
+  simple stamps are read directly from the FITS bytes, anything else through ``astropy.io.fits``;
+- NaN pixels (masked/bad pixels at IPAC) are kept as NaN; nothing is median-filled, flipped or normalised here
+  (that is preprocessing, owned by the images package);
+- stamps smaller than 63×63 (candidates near a CCD edge) are padded with NaN at the end of each axis, as
+  Kowalski pads (it pads with the median), and reported as a problem; larger or non-2-D stamps and stamps
+  that are not FITS (e.g. JPEG previews) are malformed: no triplet, a problem per stamp.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import logging
+import warnings
+import zlib
+
+import numpy as np
+
+from applecider_core.records import CUTOUT_KINDS, CUTOUT_SIZE, CutoutTriplet
+
+logger = logging.getLogger(__name__)
+
+PACKET_FIELDS = {"science": "cutoutScience", "template": "cutoutTemplate", "difference": "cutoutDifference"}
+
+
+class StampError(ValueError):
+    """A stamp that cannot be turned into an image."""
+
+
+def stamp_bytes(stamp: object) -> bytes | None:
+    """The raw bytes of a packet cutout field: ``{"stampData": b"..."}`` (Avro/Kowalski), bytes, or None."""
+    if stamp is None:
+        return None
+    if isinstance(stamp, dict):
+        stamp = stamp.get("stampData")
+        if stamp is None:
+            return None
+    if isinstance(stamp, (bytes, bytearray, memoryview)):
+        return bytes(stamp)
+    raise StampError(f"stamp has type {type(stamp).__name__}; expected bytes or {{'stampData': bytes}}")
+
+
+_FITS_BLOCK = 2880
+_CARD = 80
+_BITPIX_DTYPES = {-32: ">f4", -64: ">f8", 8: "u1", 16: ">i2", 32: ">i4"}
+_HEADER_KEYS = frozenset({b"BITPIX", b"NAXIS", b"NAXIS1", b"NAXIS2", b"BSCALE", b"BZERO", b"BLANK"})
+
+
+def _fast_primary_image(data: bytes) -> np.ndarray | None:
+    """The primary 2-D image of a simple FITS file read straight from its bytes, or None if not simple.
+
+    ZTF stamps are one primary HDU, BITPIX -32, no scaling: reading the header cards and the big-endian
+    data block directly is ~10x faster than ``astropy.io.fits`` and gives identical arrays (tested). Anything
+    unusual (scaled or BLANK integers, other NAXIS, short data) returns None and goes through astropy.
+    """
+    cards: dict[bytes, bytes] = {}
+    offset = 0
+    while True:
+        block = data[offset : offset + _FITS_BLOCK]
+        if len(block) < _FITS_BLOCK:
+            return None
+        offset += _FITS_BLOCK
+        ended = False
+        for start in range(0, _FITS_BLOCK, _CARD):
+            key = block[start : start + 8].rstrip()
+            if key == b"END":
+                ended = True
+                break
+            if key in _HEADER_KEYS and block[start + 8 : start + 10] == b"= ":
+                cards[key] = block[start + 10 : start + _CARD].split(b"/")[0].strip()
+        if ended:
+            break
+    try:
+        bitpix, naxis = int(cards[b"BITPIX"]), int(cards[b"NAXIS"])
+        width, height = int(cards[b"NAXIS1"]), int(cards[b"NAXIS2"])
+    except (KeyError, ValueError):
+        return None
+    scaled = float(cards.get(b"BSCALE", b"1") or 1) != 1.0 or float(cards.get(b"BZERO", b"0") or 0) != 0.0
+    dtype = _BITPIX_DTYPES.get(bitpix)
+    if naxis != 2 or dtype is None or scaled or b"BLANK" in cards:
+        return None
+    count = width * height
+    if len(data) < offset + count * np.dtype(dtype).itemsize:
+        return None
+    return np.frombuffer(data, dtype=dtype, count=count, offset=offset).reshape(height, width).astype(np.float32)
+
+
+def decode_stamp(data: bytes, fast: bool = True) -> np.ndarray:
+    """gzip-FITS (or plain FITS) bytes → 2-D float32 image (NaN kept). Raises StampError.
+
+    ``fast=False`` always uses ``astropy.io.fits`` (the reference path the fast reader is tested against).
+    """
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as err:
+            raise StampError(f"corrupt gzip stream ({err})") from None
+    if not data.startswith(b"SIMPLE"):
+        kind = "JPEG" if data[:3] == b"\xff\xd8\xff" else "unknown"
+        raise StampError(f"not a FITS stamp ({kind} data, {len(data)} bytes)")
+    if fast:
+        image = _fast_primary_image(data)
+        if image is not None:
+            return image
+    from astropy.io import fits  # imported lazily: astropy import is slow and not every caller needs it
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # astropy warns on truncated headers; we report instead
+            with fits.open(io.BytesIO(data), memmap=False, lazy_load_hdus=False) as hdus:
+                image = hdus[0].data
+                image = None if image is None else np.array(image, dtype=np.float32)
+    except (OSError, ValueError, TypeError, IndexError) as err:
+        raise StampError(f"unreadable FITS ({err})") from None
+    if image is None or image.ndim != 2:
+        raise StampError(f"FITS data is not a 2-D image (shape {None if image is None else image.shape})")
+    return image
+
+
+def fit_to_size(image: np.ndarray, size: int = CUTOUT_SIZE) -> tuple[np.ndarray, str | None]:
+    """Pad an undersized 2-D stamp with NaN to (size, size); returns (image, problem or None)."""
+    h, w = image.shape
+    if h > size or w > size:
+        raise StampError(f"stamp is {h}x{w}, larger than {size}x{size}")
+    if (h, w) == (size, size):
+        return image, None
+    padded = np.full((size, size), np.nan, dtype=np.float32)
+    padded[:h, :w] = image
+    return padded, f"stamp {h}x{w} padded with NaN to {size}x{size} (edge of CCD)"
+
+
+def packet_triplet(packet: dict) -> tuple[CutoutTriplet | None, list[str]]:
+    """The (science, template, difference) triplet of a packet and the problems met.
+
+    Returns ``(None, problems)`` when any of the three stamps is missing or malformed (a partial triplet is
+    not usable by the image models); padded stamps still give a triplet, with a problem noted.
+    """
+    images: dict[str, np.ndarray] = {}
+    problems: list[str] = []
+    for kind in CUTOUT_KINDS:
+        field = PACKET_FIELDS[kind]
+        try:
+            raw = stamp_bytes(packet.get(field))
+            if raw is None:
+                problems.append(f"{field}: missing")
+                continue
+            image, problem = fit_to_size(decode_stamp(raw))
+        except StampError as err:
+            problems.append(f"{field}: {err}")
+            continue
+        if problem:
+            problems.append(f"{field}: {problem}")
+        images[kind] = image
+    if len(images) < len(CUTOUT_KINDS):
+        return None, problems
+    return CutoutTriplet(**images), problems
