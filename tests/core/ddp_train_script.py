@@ -6,11 +6,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tiny_model import SeparableDataset, TinyClassifier, TinyConfig  # noqa: E402
+from accelerate import PartialState
+from tiny_model import SeparableDataset, TinyClassifier, TinyConfig
 
-from accelerate import PartialState  # noqa: E402
-
-from applecider_core.training import TrainingConfig, train  # noqa: E402
+from applecider_core.training import TrainingConfig, train
 
 output_dir = Path(sys.argv[1])
 result = train(

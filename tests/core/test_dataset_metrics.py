@@ -8,7 +8,12 @@ import torch
 from applecider_core.dataset import DatasetError, open_dataset
 from applecider_core.ema import EMA
 from applecider_core.losses import FocalLoss, class_balanced_weights
-from applecider_core.metrics import classification_report, expected_calibration_error, fit_temperature, softmax
+from applecider_core.metrics import (
+    classification_report,
+    expected_calibration_error,
+    fit_temperature,
+    softmax,
+)
 from applecider_core.plots import plot_confusion_matrix, plot_roc_pr, plot_training_curves
 from applecider_core.records import METADATA_FEATURES
 
@@ -66,7 +71,7 @@ def test_dataset_errors_are_specific(tmp_path):
         open_dataset(tmp_path)
     root = write_tiny_dataset(tmp_path / "ds")
     (root / "spectra.parquet").unlink()
-    with pytest.raises(DatasetError, match="spectra.parquet"):
+    with pytest.raises(DatasetError, match=r"spectra\.parquet"):
         open_dataset(root)
 
 

@@ -6,7 +6,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from applecider_core.config import ConfigError, PresetConfig, from_dict, load_yaml, parse_overrides
-from applecider_core.records import METADATA_FEATURES, Alert, LightCurve, RecordError, flux_ujy_to_mag, mag_to_flux_ujy
+from applecider_core.records import (
+    METADATA_FEATURES,
+    Alert,
+    LightCurve,
+    RecordError,
+    flux_ujy_to_mag,
+    mag_to_flux_ujy,
+)
 
 
 def test_mag_to_flux_hand_values():

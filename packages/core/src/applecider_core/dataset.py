@@ -163,7 +163,7 @@ class SharedDataset:
                 object_id=row.object_id, wavelength_aa=np.asarray(row.wavelength_aa), flux=np.asarray(row.flux),
                 spectrum_id=row.spectrum_id, redshift=float(row.redshift), mjd=float(row.mjd),
                 label=row.label, flux_unit=row.flux_unit, instrument=row.instrument, source=row.source,
-            )  # fmt: skip
+            )
             for row in table.itertuples(index=False)
         ]
 

@@ -89,7 +89,7 @@ def classification_report(
     precision = skm.precision_score(labels, preds, labels=all_classes, average=None, zero_division=0)
     present = np.isin(np.arange(n_classes), labels)
     return {
-        "n": int(len(labels)),
+        "n": len(labels),
         "accuracy": float(np.mean(preds == labels)),
         f"top{top_k}_accuracy": top_k_accuracy(probs, labels, top_k),
         "macro_f1": float(skm.f1_score(labels, preds, labels=np.flatnonzero(present), average="macro", zero_division=0)),
