@@ -1,0 +1,28 @@
+"""AppleCiDEr photometry: event features, [CLS]-Transformer classifier, masked-event pretraining, Informer."""
+
+from .features import (
+    EventSequence,
+    FeatureConfig,
+    FeatureStats,
+    NoDetectionsError,
+    build_events,
+    merge_band,
+    merge_events,
+)
+from .modeling import PhotometryClassifier, PhotometryConfig, collate_events, fast_inference
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EventSequence",
+    "FeatureConfig",
+    "FeatureStats",
+    "NoDetectionsError",
+    "PhotometryClassifier",
+    "PhotometryConfig",
+    "build_events",
+    "collate_events",
+    "fast_inference",
+    "merge_band",
+    "merge_events",
+]

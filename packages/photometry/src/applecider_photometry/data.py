@@ -1,0 +1,137 @@
+"""Light-curve datasets for training and evaluation: records → normalised event tensors (one code path).
+
+``EventDataset`` holds raw :class:`LightCurve` records and builds features in ``__getitem__`` so that
+augmentation acts on the records (before merging and feature extraction) and the horizon can change
+between evaluations without rebuilding anything else.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from applecider_core.records import LightCurve
+from applecider_core.taxonomy import Taxonomy
+
+from .augment import AugmentConfig, augment_light_curve
+from .features import (
+    FeatureConfig,
+    FeatureStats,
+    NoDetectionsError,
+    build_events,
+    build_many,
+    clean_detections,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class LabelledCurve:
+    light_curve: LightCurve
+    label: int  # class index, -1 when unlabelled
+    augment: bool = False  # an oversampled copy that gets augmented
+
+
+class EventDataset(Dataset):
+    """Items ``{"events": (L, 7) normalised, "times": (L,) Δt days, "labels": int}`` built on the fly."""
+
+    def __init__(self, curves: Sequence[LabelledCurve], feature_config: FeatureConfig, stats: FeatureStats,
+                 augment: AugmentConfig | None = None) -> None:
+        self.curves = list(curves)
+        self.feature_config = feature_config
+        self.stats = stats
+        self.augment = augment
+        self._cache: dict[int, dict[str, Any]] = {}
+
+    def __len__(self) -> int:
+        return len(self.curves)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = self.curves[index]
+        if item.augment and self.augment is not None:
+            # Seeded from torch's global RNG, which the training loop reseeds every epoch.
+            rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,)).item()))
+            return self._make(augment_light_curve(item.light_curve, self.augment, rng), item.label)
+        if index not in self._cache:
+            self._cache[index] = self._make(item.light_curve, item.label)
+        return self._cache[index]
+
+    def _make(self, lc: LightCurve, label: int) -> dict[str, Any]:
+        seq = build_events(lc, self.feature_config)
+        return {"events": self.stats.normalise(seq.features), "times": seq.times_days, "labels": label}
+
+    def with_horizon(self, horizon_days: float | None, keep_augment: bool = False) -> EventDataset:
+        """The same records with another horizon (by default without augmentation: the horizon sweep)."""
+        config = FeatureConfig(horizon_days, self.feature_config.max_events, self.feature_config.merge_window_days,
+                               self.feature_config.flux_floor_ujy, self.feature_config.bands)
+        if keep_augment:
+            return EventDataset(self.curves, config, self.stats, self.augment)
+        return EventDataset([LabelledCurve(c.light_curve, c.label) for c in self.curves], config, self.stats)
+
+
+def usable_curves(curves: Sequence[LabelledCurve], bands: Sequence[str]) -> tuple[list[LabelledCurve], list[tuple[str, str]]]:
+    """Curves with at least one usable detection in ``bands``; the others as (object_id, reason)."""
+    kept, errors = [], []
+    for curve in curves:
+        try:
+            clean_detections(curve.light_curve, bands)
+            kept.append(curve)
+        except NoDetectionsError as err:
+            errors.append((err.object_id, err.reason))
+    return kept, errors
+
+
+def load_split(dataset: Any, split: str | None, taxonomy: Taxonomy | None, class_names: Sequence[str] | None,
+               bands: Sequence[str], labelled_only: bool = True) -> list[LabelledCurve]:
+    """Light curves of ``split`` from a :class:`applecider_core.dataset.SharedDataset`.
+
+    Labels are mapped with ``taxonomy`` onto ``class_names``; objects outside them are dropped when
+    ``labelled_only`` (fine-tuning) and kept with label -1 otherwise (pretraining). Objects without usable
+    detections are skipped and counted in the log.
+    """
+    labels = dict(zip(dataset.objects["object_id"], dataset.objects["label"]))
+    curves, outside = [], Counter()
+    for object_id in dataset.light_curve_ids(split):
+        cls = taxonomy.class_of(labels.get(object_id)) if taxonomy is not None else None
+        index = class_names.index(cls) if class_names is not None and cls in class_names else -1
+        if index < 0 and labelled_only:
+            outside[str(labels.get(object_id))] += 1
+            continue
+        curves.append(LabelledCurve(dataset.light_curve(object_id), index))
+    curves, errors = usable_curves(curves, bands)
+    logger.info("split %s: %d light curves; %d without usable detections; outside the classes: %s",
+                split, len(curves), len(errors), dict(outside))
+    return curves
+
+
+def fit_stats(curves: Sequence[LabelledCurve], feature_config: FeatureConfig) -> FeatureStats:
+    """Normalisation statistics from (training) curves at the training horizon."""
+    sequences, _ = build_many((c.light_curve for c in curves), feature_config)
+    return FeatureStats.fit(sequences)
+
+
+def oversample(curves: Sequence[LabelledCurve], class_index: int, target: int | None = None) -> list[LabelledCurve]:
+    """Add augmented copies of class ``class_index`` until it has ``target`` members.
+
+    ``target`` defaults to the median count of the other present classes. Only the added copies are
+    augmented; the originals are left as they are.
+    """
+    counts = Counter(c.label for c in curves)
+    members = [c for c in curves if c.label == class_index]
+    if not members:
+        return list(curves)
+    if target is None:
+        others = [n for label, n in counts.items() if label != class_index]
+        target = int(np.median(others)) if others else len(members)
+    extra = max(0, target - len(members))
+    copies = [LabelledCurve(members[i % len(members)].light_curve, class_index, True) for i in range(extra)]
+    logger.info("oversampling class %d: %d originals + %d augmented copies", class_index, len(members), extra)
+    return [*curves, *copies]

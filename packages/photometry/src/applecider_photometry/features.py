@@ -1,0 +1,259 @@
+"""Event features of AppleCiDEr paper I §3.1 (Table 4), in numpy: LightCurve → (L, 7) event matrix.
+
+Pipeline (detections only):
+
+1. *Clean*: keep detections with finite flux and a finite, positive error; drop exact repeats of an epoch
+   (same band and MJD to 1e-5 d: the same exposure seen twice, e.g. in two alert packets), keeping the row
+   with the smallest error. Input order never matters (rows are sorted here).
+2. *Merge* per band (:func:`merge_band`): a window is anchored at the earliest not-yet-merged point and takes
+   every later point of that band with ``mjd - anchor_mjd <= 0.5 d`` (12 h). Points are combined with
+   inverse-VARIANCE weights ``w = 1/σ²``: flux ``Σwf/Σw``, error ``1/sqrt(Σw)``, time ``Σwt/Σw``.
+   (The reference code used ``1/σ`` and averaged the errors; see research notes §1.1.)
+3. *Events*: merged points of all bands in time order (ties by band g, r, i). With ``Δt`` days since the first
+   event and ``δt`` days since the previous one (0 for the first), the 7 channels are
+   ``[log1p Δt, log1p δt, log10 f, σ_logf, g, r, i]`` with ``f = max(flux, FLUX_FLOOR_UJY)`` and
+   ``σ_logf = σ_f / (f ln 10)`` clipped to ``MAX_SIGMA_LOGF``.
+   Flux floor: 1 µJy (AB 23.9 mag, well below ZTF's ~21 mag single-epoch limit). Zero or negative
+   difference fluxes therefore become ``log10 f = 0`` with a large σ_logf, i.e. "consistent with nothing".
+4. *Horizon*: keep events with ``Δt <= horizon_days`` (Δt measured from the first merged event).
+5. *Length*: at most ``max_events`` events; longer sequences keep the EARLIEST ``max_events`` events (the
+   model is built for early classification, and truncating the tail keeps Δt/δt of the kept events
+   unchanged). The [CLS] token is added by the model, not counted here.
+
+Normalisation (:class:`FeatureStats`): the 4 continuous channels are z-scored with mean/std fitted on the
+training split only; the one-hot channels are left as they are. The statistics travel in the model's
+``preprocessor.json`` (:func:`preprocessor_dict`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from applecider_core.records import BANDS, LightCurve
+
+logger = logging.getLogger(__name__)
+
+MERGE_WINDOW_DAYS = 0.5
+FLUX_FLOOR_UJY = 1.0
+MAX_SIGMA_LOGF = 5.0
+DEFAULT_HORIZON_DAYS = 100.0
+DEFAULT_MAX_EVENTS = 257
+DUPLICATE_MJD_DECIMALS = 5
+N_FEATURES = 7
+N_CONTINUOUS = 4
+FEATURE_NAMES = ("log1p_dt_first", "log1p_dt_prev", "log10_flux", "sigma_log10_flux", "band_g", "band_r", "band_i")
+BAND_INDEX = {band: i for i, band in enumerate(BANDS)}
+
+
+class NoDetectionsError(ValueError):
+    """A light curve with no usable detection (e.g. an all-upper-limit history): no event can be built."""
+
+    def __init__(self, object_id: str, reason: str) -> None:
+        super().__init__(f"{object_id}: {reason}")
+        self.object_id = object_id
+        self.reason = reason
+
+
+@dataclass
+class MergedPoints:
+    """Merged photometry of one band or of all bands; arrays of equal length (M,)."""
+
+    mjd: np.ndarray  # float64 days
+    flux_ujy: np.ndarray  # float64
+    flux_err_ujy: np.ndarray  # float64
+    band_index: np.ndarray  # int64, index into BANDS
+    n_merged: np.ndarray  # int64, raw points per merged point
+
+
+@dataclass
+class EventSequence:
+    """Unnormalised events of one light curve: ``features`` (L, 7) float32, ``times_days`` (L,) float32 Δt."""
+
+    object_id: str
+    features: np.ndarray
+    times_days: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+
+@dataclass
+class FeatureConfig:
+    """Settings of :func:`build_events` (stored in preprocessor.json with the model)."""
+
+    horizon_days: float | None = DEFAULT_HORIZON_DAYS
+    max_events: int = DEFAULT_MAX_EVENTS
+    merge_window_days: float = MERGE_WINDOW_DAYS
+    flux_floor_ujy: float = FLUX_FLOOR_UJY
+    bands: tuple[str, ...] = BANDS  # bands kept (e.g. ("ztfg", "ztfr") for ZTF public data)
+
+    def __post_init__(self) -> None:
+        bad = sorted(set(self.bands) - set(BANDS))
+        if bad:
+            raise ValueError(f"unknown bands {bad}; allowed: {list(BANDS)}")
+        if self.max_events < 1:
+            raise ValueError(f"max_events must be >= 1, got {self.max_events}")
+
+
+def clean_detections(lc: LightCurve, bands: Sequence[str] = BANDS) -> LightCurve:
+    """Usable detections of ``lc`` in ``bands``, time-ordered, exact epoch repeats removed (module docstring)."""
+    keep = (
+        lc.is_detection & np.isfinite(lc.mjd) & np.isfinite(lc.flux_ujy) & np.isfinite(lc.flux_err_ujy)
+        & (lc.flux_err_ujy > 0) & np.isin(lc.band, list(bands))
+    )  # fmt: skip
+    if not keep.any():
+        reason = "no detections" if lc.num_detections == 0 else f"no usable detections in bands {list(bands)}"
+        raise NoDetectionsError(lc.object_id, reason + f" ({len(lc)} rows, {lc.num_detections} detections)")
+    lc = lc.select(keep)
+    mjd_key = np.round(lc.mjd, DUPLICATE_MJD_DECIMALS)
+    band_key = np.array([BAND_INDEX[b] for b in lc.band])
+    # Sort by (band, epoch, error, flux): the first row of each (band, epoch) is the most precise one.
+    order = np.lexsort((lc.flux_ujy, lc.flux_err_ujy, mjd_key, band_key))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = (mjd_key[order][1:] != mjd_key[order][:-1]) | (band_key[order][1:] != band_key[order][:-1])
+    return lc.select(order[first]).sorted()
+
+
+def merge_band(
+    mjd: np.ndarray, flux_ujy: np.ndarray, flux_err_ujy: np.ndarray, window_days: float = MERGE_WINDOW_DAYS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Inverse-variance merge of one band's points (sorted by mjd) in windows anchored at the first point.
+
+    Returns (mjd, flux, flux_err, n_merged), each (M,): weighted-mean time and flux, error 1/sqrt(Σ 1/σ²).
+    """
+    weights = 1.0 / np.square(flux_err_ujy)
+    # Window start indices: a point opens a new window when it lies > window_days after the current anchor.
+    starts = []
+    anchor = -np.inf
+    for i, t in enumerate(mjd):
+        if t - anchor > window_days:
+            starts.append(i)
+            anchor = t
+    starts_arr = np.asarray(starts, dtype=np.int64)
+    wsum = np.add.reduceat(weights, starts_arr)
+    merged_mjd = np.add.reduceat(weights * mjd, starts_arr) / wsum
+    merged_flux = np.add.reduceat(weights * flux_ujy, starts_arr) / wsum
+    n_merged = np.diff(np.append(starts_arr, len(mjd)))
+    return merged_mjd, merged_flux, 1.0 / np.sqrt(wsum), n_merged
+
+
+def merge_events(lc: LightCurve, window_days: float = MERGE_WINDOW_DAYS, bands: Sequence[str] = BANDS) -> MergedPoints:
+    """Clean and merge every band; result in time order (ties by band). Raises NoDetectionsError."""
+    lc = clean_detections(lc, bands)
+    parts = []
+    for band in BANDS:
+        rows = lc.band == band
+        if rows.any():
+            t, f, e, n = merge_band(lc.mjd[rows], lc.flux_ujy[rows], lc.flux_err_ujy[rows], window_days)
+            parts.append((t, f, e, np.full(len(t), BAND_INDEX[band]), n))
+    mjd, flux, err, band_index, n_merged = (np.concatenate(c) for c in zip(*parts))
+    order = np.lexsort((band_index, mjd))
+    return MergedPoints(mjd[order], flux[order], err[order], band_index[order].astype(np.int64), n_merged[order])
+
+
+def event_features(points: MergedPoints, flux_floor_ujy: float = FLUX_FLOOR_UJY) -> tuple[np.ndarray, np.ndarray]:
+    """(L, 7) float32 unnormalised features and (L,) float32 Δt in days of merged points (time-ordered)."""
+    dt_first = points.mjd - points.mjd[0]
+    dt_prev = np.diff(points.mjd, prepend=points.mjd[0])
+    flux = np.maximum(points.flux_ujy, flux_floor_ujy)
+    sigma_logf = np.minimum(points.flux_err_ujy / (flux * np.log(10.0)), MAX_SIGMA_LOGF)
+    features = np.zeros((len(flux), N_FEATURES), dtype=np.float32)
+    features[:, 0] = np.log1p(dt_first)
+    features[:, 1] = np.log1p(dt_prev)
+    features[:, 2] = np.log10(flux)
+    features[:, 3] = sigma_logf
+    features[np.arange(len(flux)), N_CONTINUOUS + points.band_index] = 1.0
+    return features, dt_first.astype(np.float32)
+
+
+def build_events(lc: LightCurve, config: FeatureConfig | None = None) -> EventSequence:
+    """LightCurve → unnormalised :class:`EventSequence` (merge, features, horizon, length cap).
+
+    Raises NoDetectionsError when ``lc`` has no usable detection.
+    """
+    config = config or FeatureConfig()
+    points = merge_events(lc, config.merge_window_days, config.bands)
+    features, times = event_features(points, config.flux_floor_ujy)
+    keep = np.ones(len(times), dtype=bool) if config.horizon_days is None else times <= config.horizon_days
+    features, times = features[keep][: config.max_events], times[keep][: config.max_events]
+    return EventSequence(lc.object_id, features, times)
+
+
+def build_many(
+    light_curves: Iterable[LightCurve], config: FeatureConfig | None = None
+) -> tuple[list[EventSequence], list[tuple[str, str]]]:
+    """Events of many light curves; per-item problems are returned as (object_id, reason), never raised."""
+    events, errors = [], []
+    for lc in light_curves:
+        try:
+            events.append(build_events(lc, config))
+        except NoDetectionsError as err:
+            errors.append((err.object_id, err.reason))
+    if errors:
+        logger.info("%d light curves without usable detections skipped", len(errors))
+    return events, errors
+
+
+@dataclass
+class FeatureStats:
+    """Mean and std (4,) of the continuous channels, fitted on training events only."""
+
+    mean: np.ndarray = field(default_factory=lambda: np.zeros(N_CONTINUOUS, dtype=np.float32))
+    std: np.ndarray = field(default_factory=lambda: np.ones(N_CONTINUOUS, dtype=np.float32))
+
+    def __post_init__(self) -> None:
+        self.mean = np.asarray(self.mean, dtype=np.float32).reshape(N_CONTINUOUS)
+        self.std = np.asarray(self.std, dtype=np.float32).reshape(N_CONTINUOUS)
+        if not (np.all(np.isfinite(self.mean)) and np.all(self.std > 0)):
+            raise ValueError(f"feature stats must be finite with std > 0, got mean={self.mean} std={self.std}")
+
+    @classmethod
+    def fit(cls, sequences: Iterable[EventSequence], min_std: float = 1e-3) -> FeatureStats:
+        stacked = [s.features[:, :N_CONTINUOUS] for s in sequences if len(s)]
+        if not stacked:
+            raise ValueError("cannot fit feature statistics on zero events")
+        values = np.concatenate(stacked).astype(np.float64)
+        return cls(values.mean(axis=0), np.maximum(values.std(axis=0), min_std))
+
+    def normalise(self, features: np.ndarray) -> np.ndarray:
+        """(…, 7) → (…, 7) float32 with the continuous channels z-scored."""
+        out = np.array(features, dtype=np.float32, copy=True)
+        out[..., :N_CONTINUOUS] = (out[..., :N_CONTINUOUS] - self.mean) / self.std
+        return out
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {"mean": self.mean.tolist(), "std": self.std.tolist(), "channels": list(FEATURE_NAMES[:N_CONTINUOUS])}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FeatureStats:
+        return cls(np.asarray(data["mean"]), np.asarray(data["std"]))
+
+
+def preprocessor_dict(config: FeatureConfig, stats: FeatureStats, **extra: Any) -> dict[str, Any]:
+    """JSON-ready preprocessing state saved as the model's preprocessor.json."""
+    return {
+        "features": {
+            "horizon_days": config.horizon_days, "max_events": config.max_events,
+            "merge_window_days": config.merge_window_days, "flux_floor_ujy": config.flux_floor_ujy,
+            "bands": list(config.bands), "feature_names": list(FEATURE_NAMES),
+        },
+        "feature_stats": stats.to_dict(),
+        **extra,
+    }  # fmt: skip
+
+
+def from_preprocessor(data: dict[str, Any]) -> tuple[FeatureConfig, FeatureStats]:
+    """Inverse of :func:`preprocessor_dict` (raises KeyError naming what is missing)."""
+    if "features" not in data or "feature_stats" not in data:
+        raise KeyError(f"preprocessor.json lacks 'features'/'feature_stats' (has {sorted(data)})")
+    f = data["features"]
+    config = FeatureConfig(
+        horizon_days=f["horizon_days"], max_events=int(f["max_events"]), merge_window_days=float(f["merge_window_days"]),
+        flux_floor_ujy=float(f["flux_floor_ujy"]), bands=tuple(f["bands"]),
+    )  # fmt: skip
+    return config, FeatureStats.from_dict(data["feature_stats"])

@@ -1,0 +1,105 @@
+"""Spectral baselines trained in the same loop as SpectraNet.
+
+- GalSpecNet (Wu et al. 2024; the AppleCiDEr reference config): Conv1d(k=3, no padding) + ReLU layers with
+  MaxPool(4) between them, dropout, flatten → Linear. Channels 1 → 64 → 64 → 32 → 32.
+- SNIascore-style RNN (Fremling et al. 2021): dropout 0.40 → BiLSTM(32) → dropout 0.45 → GRU(32) → dropout
+  0.35 → BiLSTM(32) → dropout 0.25 → Linear, on the grid average-binned to ``input_bins`` steps.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from applecider_core.pretrained import ClassifierOutput, PretrainedMixin
+
+from .configuration import GalSpecNetConfig, SpectraRNNConfig
+from .heads import as_flux_batch, build_loss, make_output, mc_dropout_predict
+
+
+class GalSpecNet(PretrainedMixin, nn.Module):
+    """(B, 4096) → conv stack → (B, 32·61) → logits (B, classes); the embedding is the flattened features."""
+
+    config_class = GalSpecNetConfig
+
+    def __init__(self, config: GalSpecNetConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.preprocessor: dict[str, Any] = {}
+        channels = config.channels
+        self.convs = nn.ModuleList(nn.Conv1d(channels[i], channels[i + 1], config.kernel_size) for i in range(len(channels) - 1))
+        self.pool = nn.MaxPool1d(config.pool)
+        self.dropout = nn.Dropout(config.dropout)
+        length = config.input_length
+        for i in range(len(self.convs)):
+            length -= config.kernel_size - 1
+            if i < len(self.convs) - 1:
+                length //= config.pool
+        if length < 1:
+            raise ValueError(f"input_length {config.input_length} is too short for {len(self.convs)} conv layers")
+        self.num_features = channels[-1] * length  # 32 × 61 = 1952 for 4096 inputs (1632 for 3481)
+        self.fc = nn.Linear(self.num_features, config.num_outputs)
+        self.loss_fn = build_loss(config)
+
+    def forward_features(self, flux: torch.Tensor) -> torch.Tensor:
+        x = as_flux_batch(flux)
+        for i, conv in enumerate(self.convs):
+            x = F.relu(conv(x))
+            if i < len(self.convs) - 1:
+                x = self.pool(x)
+        return self.dropout(x.flatten(1))  # (B, num_features)
+
+    def forward(self, flux: torch.Tensor, labels: torch.Tensor | None = None, **_: Any) -> ClassifierOutput:
+        embedding = self.forward_features(flux)
+        logits = self.fc(embedding)
+        if self.config.task == "redshift":
+            logits = F.softplus(logits)
+        return make_output(self, logits, embedding, labels)
+
+    def predict_mc(self, flux: torch.Tensor, passes: int = 20) -> tuple[torch.Tensor, torch.Tensor]:
+        return mc_dropout_predict(self, flux, passes)
+
+
+class SpectraRNN(PretrainedMixin, nn.Module):
+    """(B, 4096) → average-binned (B, input_bins, 1) → BiLSTM → GRU → BiLSTM → final states (B, 2·hidden)
+    → logits (B, classes)."""
+
+    config_class = SpectraRNNConfig
+
+    def __init__(self, config: SpectraRNNConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.preprocessor: dict[str, Any] = {}
+        h = config.hidden
+        self.dropouts = nn.ModuleList(nn.Dropout(p) for p in config.dropout)
+        self.lstm1 = nn.LSTM(1, h, batch_first=True, bidirectional=True)
+        self.gru = nn.GRU(2 * h, h, batch_first=True)
+        self.lstm2 = nn.LSTM(h, h, batch_first=True, bidirectional=True)
+        self.num_features = 2 * h
+        self.fc = nn.Linear(self.num_features, config.num_outputs)
+        self.loss_fn = build_loss(config)
+
+    def forward_features(self, flux: torch.Tensor) -> torch.Tensor:
+        x = as_flux_batch(flux)
+        bin_size = self.config.input_length // self.config.input_bins
+        x = F.avg_pool1d(x, bin_size).transpose(1, 2)  # (B, bins, 1)
+        x, _ = self.lstm1(self.dropouts[0](x))  # (B, bins, 2h)
+        x, _ = self.gru(self.dropouts[1](x))  # (B, bins, h)
+        _, (final, _) = self.lstm2(self.dropouts[2](x))  # final: (2, B, h)
+        return self.dropouts[3](torch.cat([final[0], final[1]], dim=-1))  # (B, 2h)
+
+    def forward(self, flux: torch.Tensor, labels: torch.Tensor | None = None, **_: Any) -> ClassifierOutput:
+        embedding = self.forward_features(flux)
+        logits = self.fc(embedding)
+        if self.config.task == "redshift":
+            logits = F.softplus(logits)
+        return make_output(self, logits, embedding, labels)
+
+    def predict_mc(self, flux: torch.Tensor, passes: int = 20) -> tuple[torch.Tensor, torch.Tensor]:
+        return mc_dropout_predict(self, flux, passes)
+
+
+__all__ = ["GalSpecNet", "SpectraRNN"]

@@ -1,0 +1,80 @@
+"""What every spectra model shares: its loss (class-balanced focal or redshift regression), the output
+wrapping, Monte-Carlo dropout prediction and the conv-implementation switch."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from applecider_core.losses import FocalLoss, class_balanced_weights
+from applecider_core.pretrained import ClassifierOutput
+
+
+def build_loss(config) -> nn.Module | None:
+    """Class-balanced focal loss (Cui et al. 2019 α from ``config.class_counts``; γ ``focal_gamma``) for
+    classification; None for redshift (see :func:`redshift_loss`). α is not saved with the weights (it is
+    rebuilt from the config), so the state dict is the same with or without class counts."""
+    if config.task != "classification":
+        return None
+    alpha = None
+    if config.class_counts is not None:
+        alpha = class_balanced_weights(config.class_counts, config.class_balance_beta)
+    loss = FocalLoss(config.focal_gamma, alpha, getattr(config, "label_smoothing", 0.0))
+    loss._non_persistent_buffers_set.add("alpha")
+    return loss
+
+
+def redshift_loss(prediction: torch.Tensor, target: torch.Tensor, kind: str, delta: float = 0.05) -> torch.Tensor:
+    """Regression loss between predicted and true redshift (B,)."""
+    prediction, target = prediction.float(), target.float()
+    if kind == "huber":
+        return F.huber_loss(prediction, target, delta=delta)
+    if kind == "l1":
+        return F.l1_loss(prediction, target)
+    return F.mse_loss(prediction, target)
+
+
+def make_output(model: nn.Module, logits: torch.Tensor, embedding: torch.Tensor,
+                labels: torch.Tensor | None) -> ClassifierOutput:
+    """Wrap logits (B, C) — or (B, 1) Softplus redshift for the regression task — and the loss if labelled."""
+    config = model.config
+    loss = None
+    if labels is not None:
+        if config.task == "redshift":
+            loss = redshift_loss(logits[:, 0], labels, config.redshift_loss, getattr(config, "huber_delta", 0.05))
+        else:
+            loss = model.loss_fn(logits, labels.long())
+    return ClassifierOutput(logits=logits, loss=loss, embedding=embedding)
+
+
+@torch.no_grad()
+def mc_dropout_predict(model: nn.Module, flux: torch.Tensor, passes: int = 20) -> tuple[torch.Tensor, torch.Tensor]:
+    """Monte-Carlo dropout (SNIascore): ``passes`` stochastic forward passes with dropout active and
+    normalisation layers in eval mode. Returns mean and std over passes of the class probabilities (B, C)
+    (or of the predicted redshift (B, 1) for regressors)."""
+    if passes < 1:
+        raise ValueError(f"passes must be >= 1, got {passes}")
+    was_training = model.training
+    model.eval()
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.train()
+    try:
+        samples = []
+        for _ in range(passes):
+            out = model(flux).logits.float()
+            samples.append(out if model.config.task == "redshift" else out.softmax(-1))
+        stacked = torch.stack(samples)  # (passes, B, C)
+    finally:
+        model.train(was_training)
+    return stacked.mean(0), stacked.std(0, unbiased=passes > 1)
+
+
+def as_flux_batch(flux: torch.Tensor) -> torch.Tensor:
+    """Accept (B, L) or (B, 1, L) flux; return (B, 1, L) float."""
+    if flux.ndim == 2:
+        flux = flux[:, None, :]
+    if flux.ndim != 3 or flux.shape[1] != 1:
+        raise ValueError(f"flux must have shape (B, L) or (B, 1, L), got {tuple(flux.shape)}")
+    return flux.float()
