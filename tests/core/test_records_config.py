@@ -58,11 +58,13 @@ class Outer(PresetConfig):
     model_type = "outer"
     width: int = 8
     sizes: tuple[int, ...] = (1, 2)
+    bands: tuple[str, ...] | None = None
     inner: Inner = dataclasses.field(default_factory=Inner)
 
 
 def test_strict_configs_presets_and_overrides(tmp_path):
     config = from_dict(Outer, {"width": 3, "sizes": [4, 5], "inner": {"lr": 1}})
+    assert from_dict(Outer, {"bands": ["g", "r"]}).bands == ("g", "r")
     assert config.sizes == (4, 5) and config.inner.lr == 1.0 and isinstance(config.inner.lr, float)
     with pytest.raises(ConfigError, match="unknown keys \\['widht'\\]"):
         from_dict(Outer, {"widht": 3})

@@ -23,7 +23,7 @@ TINY = ["model.preset=tiny", "train.batch_size=8", "train.ema_decay=null", "trai
 
 
 def _common(dataset: Path, out: Path) -> list[str]:
-    return ["--set", f"data.dataset={dataset}", "--set", f"train.output_dir={out}", *[a for s in TINY for a in ("--set", s)]]
+    return ["--set", f"data.path={dataset}", "--set", f"train.output_dir={out}", *[a for s in TINY for a in ("--set", s)]]
 
 
 @pytest.fixture(scope="module")

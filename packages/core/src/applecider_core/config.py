@@ -35,12 +35,18 @@ def _dataclass_in(tp: Any) -> type | None:
     return None
 
 
+def _tuple_in(tp: Any) -> bool:
+    """True for ``tuple[...]`` and for unions containing it (``tuple[int, ...] | None``)."""
+    if typing.get_origin(tp) is tuple:
+        return True
+    return any(typing.get_origin(arg) is tuple for arg in typing.get_args(tp))
+
+
 def _convert(value: Any, tp: Any) -> Any:
     inner = _dataclass_in(tp)
     if inner is not None and isinstance(value, Mapping):
         return from_dict(inner, value)
-    origin = typing.get_origin(tp)
-    if origin is tuple and isinstance(value, list):
+    if isinstance(value, list) and _tuple_in(tp):
         return tuple(value)
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)

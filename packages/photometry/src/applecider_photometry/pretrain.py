@@ -54,7 +54,7 @@ def run_pretraining(curves_train: Sequence[LabelledCurve], curves_val: Sequence[
 
 def main(argv: Sequence[str] | None = None) -> int:
     run = parse_run_config(argv, PretrainRunConfig, "masked-event pretraining of the photometry encoder")
-    dataset = open_dataset(run.data.dataset)
+    dataset = open_dataset(run.data.path)
     bands = run.data.bands
     train_curves = load_split(dataset, "train", None, None, bands, labelled_only=False)
     val_curves = load_split(dataset, "val", None, None, bands, labelled_only=False)

@@ -24,7 +24,7 @@ CLASS_WEIGHTING = ("none", "inv_sqrt", "class_balanced")
 class DataSection:
     """Where the light curves come from and how events are built."""
 
-    dataset: str = "data/dataset"  # shared dataset directory (applecider_core.dataset format)
+    path: str = "data/dataset"  # shared dataset directory (applecider_core.dataset format)
     horizon_days: float | None = 100.0
     max_events: int = DEFAULT_MAX_EVENTS
     bands: tuple[str, ...] = BANDS

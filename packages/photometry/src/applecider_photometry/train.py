@@ -144,11 +144,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     run = parse_run_config(argv, TrainRunConfig, "fine-tune the photometry classifier")
     taxonomy = get_taxonomy(run.data.taxonomy)
     class_names = run.data.class_names or taxonomy.classes
-    dataset = open_dataset(run.data.dataset)
+    dataset = open_dataset(run.data.path)
     train_curves = load_split(dataset, "train", taxonomy, class_names, run.data.bands)
     val_curves = load_split(dataset, "val", taxonomy, class_names, run.data.bands)
     if not train_curves:
-        raise SystemExit(f"no labelled light curves of classes {list(class_names)} in {run.data.dataset} (train)")
+        raise SystemExit(f"no labelled light curves of classes {list(class_names)} in {run.data.path} (train)")
     result, _ = run_finetuning(train_curves, val_curves, run, class_names)
     logger.info("best model in %s (step %d): %s", result.model_dir, result.best_step,
                 {k: v for k, v in result.best_metrics.items() if k in ("macro_auprc", "balanced_accuracy", "macro_f1")})
