@@ -147,6 +147,22 @@ def write_avro(path: str | Path, packets: list[dict]) -> Path:
     return path
 
 
+def make_spectrum(rng: np.random.Generator, redshift: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """A supernova-like optical spectrum in the observer frame: (wavelength Å, flux erg/s/cm²/Å).
+
+    A 10,000 K blackbody continuum with broad Gaussian absorptions at the rest wavelengths of Ca II H&K
+    (3945 Å), Si II (6355 Å) and the Ca II triplet (8579 Å), shifted by ``redshift``, sampled on an
+    SEDM-like grid (3800–9200 Å, 600 points) with 2 % noise.
+    """
+    rest = np.linspace(3800.0, 9200.0, 600) / (1.0 + redshift)
+    x = 1.4388e8 / (rest * 1.0e4)  # hc / (λ k T) with λ in Å and T = 10,000 K
+    flux = 1.0 / (rest**5 * np.expm1(x))
+    for centre, depth, width in ((3945.0, 0.5, 60.0), (6355.0, 0.4, 90.0), (8579.0, 0.35, 120.0)):
+        flux *= 1.0 - depth * np.exp(-0.5 * ((rest - centre) / width) ** 2)
+    flux = 1e-16 * flux / flux.max() * (1.0 + rng.normal(0.0, 0.02, flux.size))
+    return rest * (1.0 + redshift), flux
+
+
 def write_alert_files(folder: str | Path, n: int, seed: int = 0) -> list[Path]:
     """One ``<candid>.avro`` per packet in ``folder``, like a ZTF nightly tarball's content."""
     folder = Path(folder)

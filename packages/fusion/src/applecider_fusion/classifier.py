@@ -1,0 +1,216 @@
+"""Fused inference on alert packets: the Python API brokers call (``Classifier.from_dir(DIR).classify(packets)``).
+
+Per batch of alerts: convert packets once (``applecider_data.packet_to_alert``), extend each object's light
+curve with what earlier alerts of the same object showed (alerts are processed per object in time order, and a
+bounded LRU cache keeps the histories), run photometry and images/metadata batched, attach the object's spectra
+(probabilities averaged over its spectra, computed once per object), fuse, and return one record per alert.
+A packet or modality that fails becomes an ``errors`` entry of that alert; the batch goes on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict, defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from applecider_core.records import Alert, LightCurve, Spectrum
+from applecider_data import AlertParseError, PacketError, packet_to_alert
+
+from .fusion import MODALITIES, FusionError, ProbabilityFusion
+from .runners import RUNNER_TYPES, ModalityRunner, load_runner
+
+
+@dataclass
+class Timings:
+    """Seconds spent per stage, accumulated over calls."""
+
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    alerts: int = 0
+
+    def add(self, stage: str, since: float) -> float:
+        now = time.perf_counter()
+        self.seconds[stage] += now - since
+        return now
+
+
+class HistoryCache:
+    """Per-object photometry seen so far in the stream (LRU, at most ``max_objects`` objects)."""
+
+    def __init__(self, max_objects: int = 100_000) -> None:
+        self.max_objects = max_objects
+        self._curves: OrderedDict[str, LightCurve] = OrderedDict()
+
+    def extend(self, light_curve: LightCurve) -> LightCurve:
+        """Union of the cached and the new points (de-duplicated on epoch and band), cached and returned."""
+        previous = self._curves.pop(light_curve.object_id, None)
+        merged = light_curve if previous is None else _union(previous, light_curve)
+        self._curves[light_curve.object_id] = merged
+        while len(self._curves) > self.max_objects:
+            self._curves.popitem(last=False)
+        return merged
+
+
+def _union(a: LightCurve, b: LightCurve) -> LightCurve:
+    mjd = np.concatenate([a.mjd, b.mjd])
+    band = np.concatenate([a.band, b.band])
+    keys = np.round(mjd, 5).astype(str).astype(object) + band.astype(object)
+    _, first = np.unique(keys[::-1], return_index=True)  # prefer the newer packet's value for a repeated epoch
+    keep = np.sort(len(keys) - 1 - first)
+    both = [np.concatenate([getattr(a, f), getattr(b, f)])[keep]
+            for f in ("mjd", "band", "flux_ujy", "flux_err_ujy", "is_detection", "candid")]
+    return LightCurve(a.object_id, *both).sorted()
+
+
+def _probabilities_dict(class_names: Sequence[str], probs: np.ndarray) -> dict[str, float]:
+    return {name: round(float(p), 6) for name, p in zip(class_names, probs)}
+
+
+class Classifier:
+    """Runs the modality models on alerts and fuses their probabilities."""
+
+    def __init__(self, runners: Mapping[str, ModalityRunner], fusion: ProbabilityFusion,
+                 history_cache_size: int = 100_000) -> None:
+        if not runners:
+            raise FusionError("no modality model given")
+        self.runners = dict(runners)
+        self.fusion = fusion
+        self.history = HistoryCache(history_cache_size)
+        self.timings = Timings()
+        self._spectra_cache: OrderedDict[str, tuple[np.ndarray | None, str | None]] = OrderedDict()
+
+    @classmethod
+    def from_dir(cls, models_dir: str | Path, device: str = "cpu", weights: Mapping[str, float] | None = None,
+                 modalities: Sequence[str] = MODALITIES) -> Classifier:
+        """Load ``models_dir/{photometry,images,spectra}`` (each written by save_pretrained); absent ones are skipped."""
+        models_dir = Path(models_dir)
+        runners = {m: load_runner(m, models_dir / m, device) for m in modalities if (models_dir / m).is_dir()}
+        if not runners:
+            raise FusionError(
+                f"{models_dir}: no model directories; expected some of {[str(models_dir / m) for m in RUNNER_TYPES]}"
+            )
+        fusion = ProbabilityFusion({m: r.class_names for m, r in runners.items()}, weights=dict(weights or {}),
+                                   temperatures={m: r.temperature for m, r in runners.items()})
+        return cls(runners, fusion)
+
+    # ---- public API --------------------------------------------------------------------------------------
+    def classify(self, packets: Iterable[Mapping[str, Any] | PacketError],
+                 spectra: Mapping[str, Sequence[Spectrum]] | None = None, batch_size: int = 256) -> list[dict]:
+        """Records for decoded packets held in memory (dicts as fastavro yields them)."""
+        return list(self.stream(packets, spectra=spectra, batch_size=batch_size))
+
+    def stream(self, items: Iterable[Mapping[str, Any] | PacketError],
+               spectra: Mapping[str, Sequence[Spectrum]] | None = None, batch_size: int = 256) -> Iterator[dict]:
+        """One record per input item, batch by batch (bounded memory)."""
+        batch: list[Mapping[str, Any] | PacketError] = []
+        for item in items:
+            batch.append(item)
+            if len(batch) >= batch_size:
+                yield from self._classify_batch(batch, spectra or {})
+                batch = []
+        if batch:
+            yield from self._classify_batch(batch, spectra or {})
+
+    # ---- internals ---------------------------------------------------------------------------------------
+    def _decode(self, items: Sequence[Mapping[str, Any] | PacketError]) -> tuple[list[Alert], list[dict]]:
+        alerts, failures = [], []
+        for item in items:
+            if isinstance(item, PacketError):
+                failures.append(_error_record(None, None, [str(item)]))
+                continue
+            try:
+                alerts.append(packet_to_alert(item, with_cutouts="images" in self.runners))
+            except AlertParseError as error:
+                failures.append(_error_record(item.get("objectId"), item.get("candid"), [f"packet: {error}"]))
+        return alerts, failures
+
+    def object_spectra_logits(self, object_id: str, spectra: Sequence[Spectrum]) -> tuple[np.ndarray | None, str | None]:
+        """log of the object's mean spectral probabilities (cached per object)."""
+        if object_id in self._spectra_cache:
+            return self._spectra_cache[object_id]
+        runner = self.runners["spectra"]
+        logits, errors = runner.predict(list(spectra), self.timings)
+        good = ~np.isnan(logits).any(axis=1)
+        if good.any():
+            probs = np.exp(logits[good] - logits[good].max(axis=1, keepdims=True))
+            probs /= probs.sum(axis=1, keepdims=True)
+            result = (np.log(np.clip(probs.mean(axis=0), 1e-12, None)), None)
+        else:
+            result = (None, "; ".join(e for e in errors if e) or "no usable spectrum")
+        self._spectra_cache[object_id] = result
+        if len(self._spectra_cache) > self.history.max_objects:
+            self._spectra_cache.popitem(last=False)
+        return result
+
+    def _classify_batch(self, items: Sequence[Mapping[str, Any] | PacketError],
+                        spectra: Mapping[str, Sequence[Spectrum]]) -> list[dict]:
+        start = time.perf_counter()
+        alerts, failures = self._decode(items)
+        start = self.timings.add("decode", start)
+        alerts.sort(key=lambda a: (a.object_id, a.mjd))
+        if "photometry" in self.runners:
+            for alert in alerts:
+                alert.light_curve = _upto(self.history.extend(alert.light_curve), alert.mjd)
+        n = len(alerts)
+        logits: dict[str, np.ndarray] = {}
+        present: dict[str, np.ndarray] = {}
+        errors: list[list[str]] = [list(a.problems) for a in alerts]
+        for modality in ("photometry", "images"):
+            if modality not in self.runners or not n:
+                continue
+            items_for = [a.light_curve for a in alerts] if modality == "photometry" else alerts
+            values, item_errors = self.runners[modality].predict(items_for, self.timings)
+            logits[modality], present[modality] = values, ~np.isnan(values).any(axis=1)
+            for i, message in enumerate(item_errors):
+                if message:
+                    errors[i].append(f"{modality}: {message}")
+        if "spectra" in self.runners and n:
+            runner = self.runners["spectra"]
+            values = np.full((n, len(runner.class_names)), np.nan)
+            for i, alert in enumerate(alerts):
+                object_spectra = spectra.get(alert.object_id)
+                if not object_spectra:
+                    continue
+                object_logits, message = self.object_spectra_logits(alert.object_id, object_spectra)
+                if object_logits is None:
+                    errors[i].append(f"spectra: {message}")
+                else:
+                    values[i] = object_logits
+            logits["spectra"], present["spectra"] = values, ~np.isnan(values).any(axis=1)
+        start = time.perf_counter()
+        fused = self.fusion.fuse({m: np.nan_to_num(v) for m, v in logits.items()}, present) if n else np.zeros((0, 0))
+        self.timings.add("fusion", start)
+        self.timings.alerts += len(items)
+        records = [self._record(a, i, logits, present, fused, errors[i]) for i, a in enumerate(alerts)]
+        return records + failures
+
+    def _record(self, alert: Alert, i: int, logits: Mapping[str, np.ndarray], present: Mapping[str, np.ndarray],
+                fused: np.ndarray, errors: list[str]) -> dict:
+        used = [m for m in logits if present[m][i]]
+        per_modality = {}
+        for m in used:
+            probs = np.exp(logits[m][i] - logits[m][i].max())
+            per_modality[m] = _probabilities_dict(self.runners[m].class_names, probs / probs.sum())
+        record = _error_record(alert.object_id, alert.candid, errors)
+        record.update(mjd=round(float(alert.mjd), 6), modalities=used, probabilities=per_modality)
+        if used:
+            record["fused"] = _probabilities_dict(self.fusion.classes, fused[i])
+            best = int(np.argmax(fused[i]))
+            record.update(top_class=self.fusion.classes[best], score=round(float(fused[i, best]), 6))
+        return record
+
+
+def _upto(light_curve: LightCurve, mjd: float) -> LightCurve:
+    """Points up to the alert's epoch: later alerts of the object must not leak into an earlier one."""
+    return light_curve.select(light_curve.mjd <= mjd + 1e-6)
+
+
+def _error_record(object_id: Any, candid: Any, errors: list[str]) -> dict:
+    return {
+        "objectId": object_id, "candid": None if candid is None else int(candid), "mjd": None, "modalities": [],
+        "probabilities": {}, "fused": None, "top_class": None, "score": None, "errors": errors,
+    }

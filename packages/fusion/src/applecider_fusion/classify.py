@@ -1,0 +1,127 @@
+"""``cider classify ALERTS... --models DIR [--spectra FILE]``: fused classification of alert packets.
+
+Inputs: Avro files, directories of them, nightly tarballs (.tar.gz) and alert parquet tables, streamed.
+Output: one JSON line (or CSV row) per alert with per-modality and fused probabilities, the top class, the
+modalities used and an ``errors`` list; a corrupt file or packet becomes an error record and the run goes on.
+Exit code: 0 when every alert was classified, 1 when any input item could not be classified, 2 on usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from applecider_data import iter_packets
+
+from .classifier import Classifier
+from .inputs import read_spectra_table
+
+logger = logging.getLogger(__name__)
+
+
+class _Writer:
+    """JSON lines or CSV (flattened probability columns) to a file or stdout."""
+
+    def __init__(self, path: str | None, fmt: str, fused_classes: Sequence[str]) -> None:
+        self.stream = open(path, "w", newline="") if path else sys.stdout
+        self.fmt = fmt
+        self.fused_classes = list(fused_classes)
+        self._csv: csv.DictWriter | None = None
+
+    def write(self, record: dict) -> None:
+        if self.fmt == "jsonl":
+            self.stream.write(json.dumps(record) + "\n")
+            return
+        row = {k: record[k] for k in ("objectId", "candid", "mjd", "top_class", "score")}
+        row["modalities"] = ";".join(record["modalities"])
+        row.update({f"fused_{c}": (record["fused"] or {}).get(c) for c in self.fused_classes})
+        for modality, probs in record["probabilities"].items():
+            row.update({f"{modality}_{c}": p for c, p in probs.items()})
+        row["errors"] = " | ".join(record["errors"])
+        if self._csv is None:
+            self._csv = csv.DictWriter(self.stream, fieldnames=list(row), extrasaction="ignore")
+            self._csv.writeheader()
+        self._csv.writerow(row)
+
+    def close(self) -> None:
+        if self.stream is not sys.stdout:
+            self.stream.close()
+
+
+def _table(records: Sequence[dict], total: int) -> str:
+    lines = [f"{'object':14} {'candid':>20} {'top class':9} {'prob':>5}  modalities", "-" * 66]
+    for record in records:
+        if record["top_class"] is None:
+            lines.append(f"{record['objectId']!s:14} {record['candid']!s:>20} {'—':9} {'':>5}  "
+                         f"error: {'; '.join(record['errors'])[:60]}")
+        else:
+            lines.append(f"{record['objectId']:14} {record['candid']:>20} {record['top_class']:9} "
+                         f"{record['score']:5.2f}  {'+'.join(record['modalities'])}")
+    if total > len(records):
+        lines.append(f"... {total - len(records)} more (see the output)")
+    return "\n".join(lines)
+
+
+def run(paths: Iterable[str], classifier: Classifier, writer: _Writer, spectra: dict, batch_size: int,
+        show: int = 20, progress: bool = True) -> tuple[int, int]:
+    """Classify everything under ``paths``; returns (records written, records without a classification)."""
+    shown: list[dict] = []
+    written = failed = 0
+    bar = tqdm(desc="alerts", unit="alert", disable=not progress, file=sys.stderr)
+    for record in classifier.stream(iter_packets(list(paths)), spectra=spectra, batch_size=batch_size):
+        writer.write(record)
+        written += 1
+        failed += record["top_class"] is None
+        if len(shown) < show:
+            shown.append(record)
+        bar.update(1)
+    bar.close()
+    print(_table(shown, written), file=sys.stderr)
+    return written, failed
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="cider classify", description=__doc__.splitlines()[0])
+    parser.add_argument("alerts", nargs="+", help="avro files, directories, .tar.gz nightly tarballs or alert parquet")
+    parser.add_argument("--models", default="models", help="directory with photometry/, images/, spectra/ models")
+    parser.add_argument("--spectra", help="spectra keyed by objectId (parquet like osc_spectra, or long CSV)")
+    parser.add_argument("--out", help="output file (default: stdout)")
+    parser.add_argument("--format", choices=("jsonl", "csv"), help="default: from --out's suffix, else jsonl")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--show", type=int, default=20, help="rows of the summary table printed to stderr")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error("--batch-size must be >= 1")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    fmt = args.format or ("csv" if args.out and args.out.endswith(".csv") else "jsonl")
+    missing = [p for p in args.alerts if not Path(p).exists()]
+    if missing:
+        parser.error(f"no such file or directory: {', '.join(missing)}")
+    classifier = Classifier.from_dir(args.models, device=args.device)
+    spectra = read_spectra_table(args.spectra) if args.spectra else {}
+    writer = _Writer(args.out, fmt, classifier.fusion.classes)
+    start = time.perf_counter()
+    try:
+        written, failed = run(args.alerts, classifier, writer, spectra, args.batch_size, args.show,
+                              progress=not args.no_progress)
+    finally:
+        writer.close()
+    elapsed = time.perf_counter() - start
+    stages = ", ".join(f"{k} {v:.2f}s" for k, v in sorted(classifier.timings.seconds.items()))
+    print(f"{written} records ({failed} without a classification) in {elapsed:.1f}s "
+          f"[{stages}] using {'+'.join(classifier.runners)}"
+          + (f"; written to {args.out}" if args.out else ""), file=sys.stderr)
+    return 1 if failed else 0

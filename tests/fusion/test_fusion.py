@@ -1,0 +1,82 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from applecider_core.metrics import softmax
+from applecider_core.taxonomy import FINE_CLASSES, SPECTRA_CLASSES
+from applecider_fusion import FusionError, ProbabilityFusion
+
+CLASSES = {"photometry": FINE_CLASSES, "images": FINE_CLASSES, "spectra": SPECTRA_CLASSES}
+finite_logits = st.floats(min_value=-20, max_value=20, allow_nan=False)
+
+
+def test_fine_probabilities_are_summed_into_fusion_classes():
+    fusion = ProbabilityFusion({"photometry": FINE_CLASSES})
+    logits = np.log(np.array([[0.5, 0.1, 0.1, 0.1, 0.05, 0.05, 0.0 + 1e-12, 0.05, 0.05, 0.0 + 1e-12]]))
+    fused = fusion.fuse({"photometry": logits})
+    # SN I = Ia + Ib + Ic = 0.7; SN II = II + IIP + IIn + IIb = 0.2; CV 0.05; AGN 0.05; TDE ~0
+    np.testing.assert_allclose(fused, [[0.7, 0.2, 0.05, 0.05, 0.0]], atol=1e-9)
+
+
+def test_missing_modality_is_left_out_of_sum_and_weights():
+    fusion = ProbabilityFusion(CLASSES, weights={"spectra": 2.0})
+    rng = np.random.default_rng(0)
+    logits = {m: rng.normal(size=(3, len(c))) for m, c in CLASSES.items()}
+    present = {"photometry": np.array([1, 1, 0], bool), "images": np.array([1, 1, 1], bool),
+               "spectra": np.array([1, 0, 0], bool)}
+    fused = fusion.fuse(logits, present)
+    p = {m: fusion.to_taxonomy(m, logits[m]) for m in CLASSES}
+    np.testing.assert_allclose(fused[0], (p["photometry"][0] + p["images"][0] + 2 * p["spectra"][0]) / 4)
+    np.testing.assert_allclose(fused[1], (p["photometry"][1] + p["images"][1]) / 2)
+    np.testing.assert_allclose(fused[2], p["images"][2])
+    nothing = fusion.fuse(logits, {m: np.zeros(3, bool) for m in CLASSES})
+    assert np.isnan(nothing).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    arrays(np.float64, (4, 10), elements=finite_logits),
+    arrays(np.float64, (4, 10), elements=finite_logits),
+    arrays(np.float64, (4, 11), elements=finite_logits),
+    arrays(np.bool_, (3, 4)),
+    st.floats(min_value=0.1, max_value=5.0),
+)
+def test_fused_is_a_distribution_between_member_extremes(photo, image, spec, present, weight):
+    fusion = ProbabilityFusion(CLASSES, weights={"images": weight})
+    logits = {"photometry": photo, "images": image, "spectra": spec}
+    present_by = {m: present[i] for i, m in enumerate(CLASSES)}
+    fused = fusion.fuse(logits, present_by)
+    members = np.stack([fusion.to_taxonomy(m, logits[m]) for m in CLASSES])  # (3, 4, 5)
+    for row in range(4):
+        have = present[:, row]
+        if not have.any():
+            assert np.isnan(fused[row]).all()
+            continue
+        assert fused[row].sum() == pytest.approx(1.0)
+        assert np.all(fused[row] >= members[have, row].min(axis=0) - 1e-12)
+        assert np.all(fused[row] <= members[have, row].max(axis=0) + 1e-12)
+
+
+def test_inconsistent_inputs_are_refused():
+    with pytest.raises(FusionError, match="Nova"):
+        ProbabilityFusion({"spectra": ("SN Ia", "Nova")})
+    with pytest.raises(FusionError, match="unknown modalities"):
+        ProbabilityFusion({"radio": FINE_CLASSES})
+    with pytest.raises(FusionError, match="no model"):
+        ProbabilityFusion({"photometry": FINE_CLASSES}, weights={"spectra": 1.0})
+    fusion = ProbabilityFusion({"photometry": FINE_CLASSES})
+    with pytest.raises(FusionError, match="expected logits"):
+        fusion.fuse({"photometry": np.zeros((2, 5))})
+
+
+def test_temperature_fit_recovers_overconfidence():
+    rng = np.random.default_rng(1)
+    fusion = ProbabilityFusion({"photometry": FINE_CLASSES})
+    true_logits = rng.normal(size=(3000, 10)) * 2
+    fine_labels = np.array([rng.choice(10, p=p) for p in softmax(true_logits)])
+    fusion_labels = (fusion._projections["photometry"][fine_labels]).argmax(axis=1)
+    fitted = fusion.fit_temperatures({"photometry": (true_logits * 3, fusion_labels)})
+    assert fitted["photometry"] == pytest.approx(3.0, rel=0.2)
+    assert fusion.temperatures["photometry"] == fitted["photometry"]
