@@ -13,7 +13,7 @@ import numpy as np
 from sklearn import metrics as skm
 
 
-def _save(fig, path: str | Path) -> Path:
+def save_figure(fig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
@@ -40,7 +40,7 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: 
             ax.text(j, i, text, ha="center", va="center", fontsize=8,
                     color="white" if shown[i, j] > 0.5 * shown.max() else "black")
     ax.set_title(title or ("confusion matrix (row-normalised)" if normalise else "confusion matrix (counts)"))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_roc_pr(probs: np.ndarray, labels: np.ndarray, class_names: Sequence[str], path: str | Path) -> Path:
@@ -59,7 +59,7 @@ def plot_roc_pr(probs: np.ndarray, labels: np.ndarray, class_names: Sequence[str
     pr_ax.set(xlabel="recall", ylabel="precision", title="precision-recall (AP)")
     roc_ax.legend(fontsize=7)
     pr_ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_training_curves(history: Sequence[dict], path: str | Path, metrics: Sequence[str] = ("macro_f1",)) -> Path:
@@ -72,4 +72,4 @@ def plot_training_curves(history: Sequence[dict], path: str | Path, metrics: Seq
         metric_ax.plot(epochs, [h.get(name, np.nan) for h in history], marker="o", label=name)
     metric_ax.set(xlabel="epoch", ylabel="validation metric")
     metric_ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -61,9 +61,21 @@ class ImageInputConfig:
         return 3 + int(self.radial_channel) + sky + int(self.validity_channel)
 
 
-def _image_fields(config: Any) -> ImageInputConfig:
-    return ImageInputConfig(config.crop_size, config.image_norm, config.radial_channel, config.sky_encoding,
-                            config.validity_channel)
+class _DerivedSizes:
+    """Properties both model configs derive from their fields (image input, classes, metadata width)."""
+
+    @property
+    def image_input(self) -> ImageInputConfig:
+        return ImageInputConfig(self.crop_size, self.image_norm, self.radial_channel, self.sky_encoding,
+                                self.validity_channel)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def metadata_dim(self) -> int:
+        return len(self.metadata_features) * (2 if self.missing_indicators else 1)
 
 
 def validate_features(names: tuple[str, ...] | list[str], allowed: tuple[str, ...], where: str) -> None:
@@ -74,7 +86,7 @@ def validate_features(names: tuple[str, ...] | list[str], allowed: tuple[str, ..
 
 
 @dataclass
-class AstroMiNNConfig(PresetConfig):
+class AstroMiNNConfig(_DerivedSizes, PresetConfig):
     """AstroMiNN: metadata towers + split-head ConvNeXt + top-k mixture of fusion experts (paper I §4)."""
 
     model_type: ClassVar[str] = "astrominn"
@@ -139,21 +151,9 @@ class AstroMiNNConfig(PresetConfig):
             raise ConfigError(f"top_k must be in [1, num_experts={self.num_experts}], got {self.top_k}")
         self.image_input  # noqa: B018 - validates the image fields
 
-    @property
-    def image_input(self) -> ImageInputConfig:
-        return _image_fields(self)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    @property
-    def metadata_dim(self) -> int:
-        return len(self.metadata_features) * (2 if self.missing_indicators else 1)
-
 
 @dataclass
-class BTSbotConfig(PresetConfig):
+class BTSbotConfig(_DerivedSizes, PresetConfig):
     """BTSbot-style multi-input CNN (Rehemtulla et al. 2024): conv branch on the triplet + metadata MLP."""
 
     model_type: ClassVar[str] = "btsbot"
@@ -190,18 +190,6 @@ class BTSbotConfig(PresetConfig):
         if len(self.class_names) < 2:
             raise ConfigError(f"class_names needs at least two classes, got {self.class_names}")
         self.image_input  # noqa: B018
-
-    @property
-    def image_input(self) -> ImageInputConfig:
-        return _image_fields(self)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    @property
-    def metadata_dim(self) -> int:
-        return len(self.metadata_features) * (2 if self.missing_indicators else 1)
 
 
 MODEL_CONFIGS: dict[str, type] = {"astrominn": AstroMiNNConfig, "btsbot": BTSbotConfig}

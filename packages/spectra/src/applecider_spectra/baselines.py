@@ -20,7 +20,21 @@ from .configuration import GalSpecNetConfig, SpectraRNNConfig
 from .heads import as_flux_batch, build_loss, make_output, mc_dropout_predict
 
 
-class GalSpecNet(PretrainedMixin, nn.Module):
+class _LinearHeadMixin:
+    """``forward`` and MC-dropout prediction for a baseline with ``forward_features`` and a linear ``fc``."""
+
+    def forward(self, flux: torch.Tensor, labels: torch.Tensor | None = None, **_: Any) -> ClassifierOutput:
+        embedding = self.forward_features(flux)
+        logits = self.fc(embedding)
+        if self.config.task == "redshift":
+            logits = F.softplus(logits)
+        return make_output(self, logits, embedding, labels)
+
+    def predict_mc(self, flux: torch.Tensor, passes: int = 20) -> tuple[torch.Tensor, torch.Tensor]:
+        return mc_dropout_predict(self, flux, passes)
+
+
+class GalSpecNet(_LinearHeadMixin, PretrainedMixin, nn.Module):
     """(B, 4096) → conv stack → (B, 32·61) → logits (B, classes); the embedding is the flattened features."""
 
     config_class = GalSpecNetConfig
@@ -52,18 +66,8 @@ class GalSpecNet(PretrainedMixin, nn.Module):
                 x = self.pool(x)
         return self.dropout(x.flatten(1))  # (B, num_features)
 
-    def forward(self, flux: torch.Tensor, labels: torch.Tensor | None = None, **_: Any) -> ClassifierOutput:
-        embedding = self.forward_features(flux)
-        logits = self.fc(embedding)
-        if self.config.task == "redshift":
-            logits = F.softplus(logits)
-        return make_output(self, logits, embedding, labels)
 
-    def predict_mc(self, flux: torch.Tensor, passes: int = 20) -> tuple[torch.Tensor, torch.Tensor]:
-        return mc_dropout_predict(self, flux, passes)
-
-
-class SpectraRNN(PretrainedMixin, nn.Module):
+class SpectraRNN(_LinearHeadMixin, PretrainedMixin, nn.Module):
     """(B, 4096) → average-binned (B, input_bins, 1) → BiLSTM → GRU → BiLSTM → final states (B, 2·hidden)
     → logits (B, classes)."""
 
@@ -90,16 +94,6 @@ class SpectraRNN(PretrainedMixin, nn.Module):
         x, _ = self.gru(self.dropouts[1](x))  # (B, bins, h)
         _, (final, _) = self.lstm2(self.dropouts[2](x))  # final: (2, B, h)
         return self.dropouts[3](torch.cat([final[0], final[1]], dim=-1))  # (B, 2h)
-
-    def forward(self, flux: torch.Tensor, labels: torch.Tensor | None = None, **_: Any) -> ClassifierOutput:
-        embedding = self.forward_features(flux)
-        logits = self.fc(embedding)
-        if self.config.task == "redshift":
-            logits = F.softplus(logits)
-        return make_output(self, logits, embedding, labels)
-
-    def predict_mc(self, flux: torch.Tensor, passes: int = 20) -> tuple[torch.Tensor, torch.Tensor]:
-        return mc_dropout_predict(self, flux, passes)
 
 
 __all__ = ["GalSpecNet", "SpectraRNN"]

@@ -59,10 +59,9 @@ def redshift_compute_metrics(outputs: np.ndarray, targets: np.ndarray) -> dict:
 
 def plot_redshift(predicted: np.ndarray, true: np.ndarray, path: str | Path, outlier_threshold: float = 0.05) -> Path:
     """Predicted vs true redshift with the y = x line; outliers (|Δz| > threshold) highlighted (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from applecider_core.plots import save_figure
 
     predicted, true = np.asarray(predicted, float).ravel(), np.asarray(true, float).ravel()
     outlier = np.abs(predicted - true) / (1 + true) > outlier_threshold
@@ -73,12 +72,7 @@ def plot_redshift(predicted: np.ndarray, true: np.ndarray, path: str | Path, out
     ax.plot([0, top], [0, top], "k--", lw=0.8)
     ax.set(xlabel="true z", ylabel="predicted z", xlim=(0, top), ylim=(0, top), title="SpectraNet-Redshift")
     ax.legend(fontsize=8)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 __all__ = ["classification_metrics", "composite_score", "plot_redshift", "redshift_compute_metrics", "redshift_metrics"]
