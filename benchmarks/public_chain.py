@@ -11,7 +11,8 @@ its Accelerate checkpoints):
 3. the three model folders gathered in runs/public/models/
 4. ``cider evaluate --config configs/public/fusion.yaml``                     → runs/public/fusion/report.json
 
-``--release`` then copies runs/public/models/* to models/ (the models shipped with the repository).
+``--release`` then copies runs/public/models/* and the fitted fusion settings (fusion.json: per-modality
+temperatures) to models/, the models shipped with the repository.
 Prints the joint-evaluation table and the wall time of every step (also saved as runs/public/chain.json).
 """
 
@@ -92,11 +93,14 @@ def main(argv: list[str] | None = None) -> int:
         for modality in MODALITIES:
             shutil.rmtree(REPO / "models" / modality, ignore_errors=True)
             shutil.copytree(gathered / modality, REPO / "models" / modality)
+        shutil.copy(report_path.with_name("fusion.json"), REPO / "models" / "fusion.json")
         size = sum(f.stat().st_size for f in (REPO / "models").rglob("*") if f.is_file())
         print(f"released to models/ ({size / 2**20:.1f} MiB)")
     machine = {"cpu": _cpu_model(), "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}
-    (RUNS / "chain.json").write_text(json.dumps({"seconds": seconds, "machine": machine,
-                                                 "report": str(report_path)}, indent=1))
+    chain_path = RUNS / "chain.json"  # step times accumulate over resumed invocations
+    previous = json.loads(chain_path.read_text())["seconds"] if chain_path.is_file() else {}
+    seconds = {**previous, **seconds}
+    chain_path.write_text(json.dumps({"seconds": seconds, "machine": machine, "report": str(report_path)}, indent=1))
     print(f"machine: {machine}; step seconds: {seconds}; report: {report_path}")
     return 0
 

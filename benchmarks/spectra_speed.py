@@ -5,7 +5,7 @@
 Inference (eval, no grad) and training (forward + backward + AdamW step) throughput in spectra/s at batch 32
 on 2 CPU threads, for the same weights run with ``conv_impl="direct"`` (every path an ``nn.Conv1d``, the
 baseline), ``"fft"`` (every path through the shared FFT, channels-last blocks) and ``"auto"`` (the default:
-FFT for kernels ≥ 7 in inference, ``nn.Conv1d`` when training). The variants are timed alternately and the
+FFT for kernels ≥ 7, unfold + matmul for k = 3). The variants are timed alternately and the
 median is reported, so load from other processes hits all alike. Also prints the max |Δ| of the logits
 between the FFT and direct implementations.
 """

@@ -161,3 +161,29 @@ def test_examples_tarball_and_spectra_make_a_three_modality_demo(models_dir, tmp
     assert len(records) == 6
     with_spectra = {r["objectId"] for r in records if "spectra" in r["modalities"]}
     assert len(with_spectra) == 2 and all(r["modalities"][:2] == ["photometry", "images"] for r in records)
+
+
+def test_fusion_settings_file_and_weights_option(models_dir, tmp_path):
+    tuned = tmp_path / "tuned"
+    shutil.copytree(models_dir, tuned)
+    (tuned / "fusion.json").write_text(json.dumps({"weights": {"spectra": 2.0}, "temperatures": {"images": 4.0}}))
+    classifier = Classifier.from_dir(tuned, weights={"photometry": 0.5})
+    assert classifier.fusion.temperatures["images"] == 4.0
+    assert dict(classifier.fusion.weights) == {"spectra": 2.0, "photometry": 0.5}
+    (tuned / "fusion.json").write_text(json.dumps({"weigths": {}}))
+    with pytest.raises(FusionError, match="unknown keys"):
+        Classifier.from_dir(tuned)
+    alerts = tmp_path / "alerts"
+    synthetic.write_alert_files(alerts, 2, seed=8)
+    with pytest.raises(SystemExit):
+        classify_main([str(alerts), "--models", str(models_dir), "--weight", "spectra"])
+    out = tmp_path / "weighted.jsonl"
+    assert classify_main([str(alerts), "--models", str(models_dir), "--weight", "images=0.25", "--out", str(out),
+                          "--no-progress"]) == 0
+    record = json.loads(out.read_text().splitlines()[0])
+    projection = {"SN I": ("SN Ia", "SN Ib", "SN Ic"), "SN II": ("SN II", "SN IIP", "SN IIn", "SN IIb"),
+                  "CV": ("CV",), "AGN": ("AGN",), "TDE": ("TDE",)}
+    for name, members in projection.items():
+        expected = sum((record["probabilities"]["photometry"][m] + 0.25 * record["probabilities"]["images"][m])
+                       for m in members) / 1.25
+        assert record["fused"][name] == pytest.approx(expected, abs=1e-5)

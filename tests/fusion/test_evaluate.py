@@ -40,4 +40,6 @@ def test_joint_evaluation_on_the_public_dataset(models_dir, shared_data, tmp_pat
             assert modality in block["all_objects"]
         assert (out / f"confusion_{split}.png").stat().st_size > 1000
     assert set(report["temperatures"]) <= {"photometry", "images", "spectra"}
+    settings = json.loads((out / "fusion.json").read_text())
+    assert {m: settings["temperatures"][m] for m in report["temperatures"]} == report["temperatures"]
     assert "fused" in capsys.readouterr().out

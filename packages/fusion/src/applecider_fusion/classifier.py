@@ -9,6 +9,7 @@ A packet or modality that fails becomes an ``errors`` entry of that alert; the b
 
 from __future__ import annotations
 
+import json
 import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -18,11 +19,14 @@ from typing import Any
 
 import numpy as np
 
+from applecider_core.metrics import softmax
 from applecider_core.records import Alert, LightCurve, Spectrum
 from applecider_data import AlertParseError, PacketError, packet_to_alert
 
 from .fusion import MODALITIES, FusionError, ProbabilityFusion
 from .runners import RUNNER_TYPES, ModalityRunner, load_runner
+
+FUSION_SETTINGS_NAME = "fusion.json"  # per-modality weights and temperatures next to the model folders
 
 
 @dataclass
@@ -86,15 +90,24 @@ class Classifier:
     @classmethod
     def from_dir(cls, models_dir: str | Path, device: str = "cpu", weights: Mapping[str, float] | None = None,
                  modalities: Sequence[str] = MODALITIES) -> Classifier:
-        """Load ``models_dir/{photometry,images,spectra}`` (each written by save_pretrained); absent ones are skipped."""
+        """Load ``models_dir/{photometry,images,spectra}`` (each written by save_pretrained); absent ones are skipped.
+
+        Fusion settings: each model's own temperature (its preprocessor.json), replaced by the per-modality
+        weights and temperatures of ``models_dir/fusion.json`` when present (written by ``cider evaluate``),
+        then by ``weights`` given here.
+        """
         models_dir = Path(models_dir)
         runners = {m: load_runner(m, models_dir / m, device) for m in modalities if (models_dir / m).is_dir()}
         if not runners:
             raise FusionError(
                 f"{models_dir}: no model directories; expected some of {[str(models_dir / m) for m in RUNNER_TYPES]}"
             )
-        fusion = ProbabilityFusion({m: r.class_names for m, r in runners.items()}, weights=dict(weights or {}),
-                                   temperatures={m: r.temperature for m, r in runners.items()})
+        settings = read_fusion_settings(models_dir)
+        temperatures = {m: r.temperature for m, r in runners.items()}
+        temperatures.update({m: t for m, t in settings.get("temperatures", {}).items() if m in runners})
+        chosen = {m: w for m, w in settings.get("weights", {}).items() if m in runners} | dict(weights or {})
+        fusion = ProbabilityFusion({m: r.class_names for m, r in runners.items()}, weights=chosen,
+                                   temperatures=temperatures)
         return cls(runners, fusion)
 
     # ---- public API --------------------------------------------------------------------------------------
@@ -191,10 +204,10 @@ class Classifier:
     def _record(self, alert: Alert, i: int, logits: Mapping[str, np.ndarray], present: Mapping[str, np.ndarray],
                 fused: np.ndarray, errors: list[str]) -> dict:
         used = [m for m in logits if present[m][i]]
-        per_modality = {}
+        per_modality = {}  # each member as it enters the fusion: calibrated with its temperature
         for m in used:
-            probs = np.exp(logits[m][i] - logits[m][i].max())
-            per_modality[m] = _probabilities_dict(self.runners[m].class_names, probs / probs.sum())
+            probs = softmax(logits[m][i : i + 1], self.fusion.temperatures.get(m, 1.0))[0]
+            per_modality[m] = _probabilities_dict(self.runners[m].class_names, probs)
         record = _error_record(alert.object_id, alert.candid, errors)
         record.update(mjd=round(float(alert.mjd), 6), modalities=used, probabilities=per_modality)
         if used:
@@ -202,6 +215,18 @@ class Classifier:
             best = int(np.argmax(fused[i]))
             record.update(top_class=self.fusion.classes[best], score=round(float(fused[i, best]), 6))
         return record
+
+
+def read_fusion_settings(models_dir: Path) -> dict[str, Any]:
+    """``models_dir/fusion.json`` ({"weights": {...}, "temperatures": {...}}) or {} when absent."""
+    path = Path(models_dir) / FUSION_SETTINGS_NAME
+    if not path.is_file():
+        return {}
+    settings = json.loads(path.read_text())
+    unknown = sorted(set(settings) - {"weights", "temperatures", "fitted_on"})
+    if unknown:
+        raise FusionError(f"{path}: unknown keys {unknown}; allowed: weights, temperatures, fitted_on")
+    return settings
 
 
 def _upto(light_curve: LightCurve, mjd: float) -> LightCurve:

@@ -96,6 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--spectra", help="spectra keyed by objectId (parquet like osc_spectra, or long CSV)")
     parser.add_argument("--out", help="output file (default: stdout)")
     parser.add_argument("--format", choices=("jsonl", "csv"), help="default: from --out's suffix, else jsonl")
+    parser.add_argument("--weight", action="append", default=[], metavar="MODALITY=W",
+                        help="fusion weight of a modality (default 1, or models/fusion.json), e.g. spectra=2")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
@@ -110,7 +112,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     missing = [p for p in args.alerts if not Path(p).exists()]
     if missing:
         parser.error(f"no such file or directory: {', '.join(missing)}")
-    classifier = Classifier.from_dir(args.models, device=args.device)
+    try:
+        weights = {k: float(v) for k, v in (item.split("=", 1) for item in args.weight)}
+    except ValueError:
+        parser.error(f"--weight takes MODALITY=NUMBER, got {args.weight}")
+    classifier = Classifier.from_dir(args.models, device=args.device, weights=weights)
     spectra = read_spectra_table(args.spectra) if args.spectra else {}
     writer = _Writer(args.out, fmt, classifier.fusion.classes)
     start = time.perf_counter()

@@ -4,7 +4,9 @@ For every labelled object of the validation and test splits, each modality model
 object has (its light curve, its latest alert's cutouts + metadata, its spectra); probabilities are mapped to
 the fusion classes and averaged. Reported side by side: each single-modality model and the fused result on the
 common set (objects with every modality), then the fused result per missing-modality pattern. Optional
-per-modality temperatures are fitted on the validation split and applied to both splits.
+per-modality temperatures are fitted on the validation split and applied to both splits; the weights and
+temperatures used are written to ``output_dir/fusion.json`` — copy it next to the model folders and
+``cider classify`` uses them.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from applecider_core.metrics import classification_report
 from applecider_core.plots import plot_confusion_matrix
 from applecider_core.records import Alert, CutoutTriplet, LightCurve
 
-from .classifier import Classifier, Timings
+from .classifier import FUSION_SETTINGS_NAME, Classifier, Timings
 from .fusion import MODALITIES
 
 logger = logging.getLogger(__name__)
@@ -152,6 +154,9 @@ def evaluate(config: FusionEvaluationConfig) -> dict:
                                   output_dir / f"confusion_{split}.png", title=f"fused, {split} (row-normalised)")
         result["splits"][split] = split_report
     (output_dir / "report.json").write_text(json.dumps(result, indent=1))
+    settings = {"weights": dict(fusion.weights), "temperatures": dict(fusion.temperatures),
+                "fitted_on": f"{config.dataset} (val)" if temperatures else "not fitted"}
+    (output_dir / FUSION_SETTINGS_NAME).write_text(json.dumps(settings, indent=1))
     logger.info("wrote %s", output_dir / "report.json")
     return result
 

@@ -113,9 +113,9 @@ class MultiScaleConv1d(nn.Module):
     """Parallel 'same' Conv1d paths over one input, concatenated along channels: (B, C_in, L) → (B, P·C_out, L).
 
     ``conv_impl``: ``"direct"`` runs every path with ``nn.Conv1d``; ``"fft"`` runs every path through one
-    shared FFT; ``"auto"`` uses, without gradients, the FFT for every path of a layer whose largest kernel is
-    at least ``fft_all_paths_kernel``, otherwise for paths with ``kernel_size >= fft_min_kernel``, and a
-    direct (unfold + matmul) convolution for the rest; in training mode with gradients it runs ``nn.Conv1d``. The parameters live in ``self.convs`` (plain ``nn.Conv1d``) in every mode.
+    shared FFT; ``"auto"`` uses the FFT for every path of a layer whose largest kernel is at least
+    ``fft_all_paths_kernel``, otherwise for paths with ``kernel_size >= fft_min_kernel``, and a direct
+    (unfold + matmul) convolution for the rest. The parameters live in ``self.convs`` (plain ``nn.Conv1d``) in every mode.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_sizes: Sequence[int],
@@ -165,10 +165,6 @@ class MultiScaleConv1d(nn.Module):
         transform (B, n, P·C_out), ``n`` divisible by ``multiple``; the first ``L`` are the convolution and
         the caller drops the rest after its per-position operations (saves a slice copy and a concatenation).
         """
-        if self.conv_impl == "auto" and self.training and torch.is_grad_enabled():
-            # with gradients, nn.Conv1d's forward + backward beats the FFT on CPU (FFT 0.70× in training,
-            # 2.9× in inference on the paper preset: docs/BENCHMARKS.md), so "auto" trains direct
-            return torch.cat([conv(x.transpose(1, 2)).transpose(1, 2) for conv in self.convs], dim=-1)
         parts: list[torch.Tensor | None] = [None] * len(self.convs)
         fft_paths = [i for i, use in enumerate(self._use_fft) if use]
         if fft_paths:
