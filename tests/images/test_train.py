@@ -79,7 +79,7 @@ def test_train_resume_and_evaluate(tiny_dataset, tmp_path):
     assert train_main(_args(tiny_dataset, out, "--set", "train.max_steps=3")) == 0
     history = json.loads((out / "history.json").read_text())
     assert history[-1]["step"] == 3
-    assert evaluate_main(["--model", str(out / "model"), "--data", str(tiny_dataset), "--split", "test",
+    assert evaluate_main(["--model", str(out / "model"), "--dataset", str(tiny_dataset), "--split", "test",
                           "--output-dir", str(tmp_path / "eval")]) == 0
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["n"] == 8 and "expert_load" in metrics and set(metrics["table6"]) == {"SN I", "SN II", "CV", "Nuclear"}

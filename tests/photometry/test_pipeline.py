@@ -57,7 +57,7 @@ def test_finetune_from_pretrained_and_evaluate(tiny_dataset, pretrained_dir, tmp
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["model"]["init_from"] == str(pretrained_dir)
     eval_dir = tmp_path / "eval"
-    assert cider(["evaluate", "photometry", "--model-dir", str(out / "model"), "--dataset", str(tiny_dataset),
+    assert cider(["evaluate", "photometry", "--model", str(out / "model"), "--dataset", str(tiny_dataset),
                   "--horizons", "1", "10", "100", "--output-dir", str(eval_dir)]) == 0
     table = json.loads((eval_dir / "horizon_sweep.json").read_text())
     assert [r["horizon_days"] for r in table["rows"]] == [1.0, 10.0, 100.0]

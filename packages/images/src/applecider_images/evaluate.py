@@ -156,7 +156,7 @@ def evaluate_model(model: torch.nn.Module, dataset, output_dir: str | Path, batc
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cider evaluate images", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="model directory written by training (<run>/model)")
-    parser.add_argument("--data", required=True, help="shared dataset directory")
+    parser.add_argument("--dataset", required=True, help="shared dataset directory (written by `cider data build`)")
     parser.add_argument("--split", default="test", choices=("train", "val", "test"))
     parser.add_argument("--output-dir", required=True)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -164,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     model = load_model(args.model)
     meta_prep = metadata_preprocessor_for(model.config, model.preprocessor)
-    dataset = AlertImageDataset(open_dataset(args.data).alerts(args.split), model.config, meta_prep)
+    dataset = AlertImageDataset(open_dataset(args.dataset).alerts(args.split), model.config, meta_prep)
     report = evaluate_model(model, dataset, args.output_dir, args.batch_size)
     logger.info("%s on %s (%d alerts): macro ROC-AUC %.3f, macro AUPRC %.3f; written to %s",
                 model.config.model_type, args.split, report["n"], report["macro_roc_auc"], report["macro_auprc"],

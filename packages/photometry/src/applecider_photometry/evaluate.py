@@ -1,6 +1,6 @@
 """``cider evaluate photometry``: horizon sweep (paper I §3.3) of a trained photometry classifier.
 
-``cider evaluate photometry --model-dir runs/photometry/model --dataset data/dataset [--split test]
+``cider evaluate photometry --model runs/photometry/model --dataset data/dataset [--split test]
 [--max-horizon-days 100 | --horizons 1 3 10 30] [--output-dir DIR]``.
 For every horizon H (default 1, 2, …, ``max_horizon_days`` days) the inputs are rebuilt from the raw records
 keeping events with Δt ≤ H, and macro-AUPRC, balanced accuracy, balanced precision, top-k inclusion and
@@ -83,19 +83,20 @@ def plot_sweep(rows: Sequence[dict[str, Any]], path: str | Path, title: str = ""
 
 def parse_args(argv: Sequence[str] | None) -> EvaluateRunConfig:
     defaults = EvaluateRunConfig()
-    parser = argparse.ArgumentParser(description="horizon-sweep evaluation of a photometry classifier")
-    parser.add_argument("--model-dir", required=True, help="directory written by `cider train photometry` (…/model)")
+    parser = argparse.ArgumentParser(prog="cider evaluate photometry",
+                                     description="horizon-sweep evaluation of a photometry classifier")
+    parser.add_argument("--model", required=True, help="directory written by `cider train photometry` (…/model)")
     parser.add_argument("--dataset", required=True, help="shared dataset directory")
     parser.add_argument("--split", default=defaults.split, choices=("train", "val", "test"))
     parser.add_argument("--max-horizon-days", type=int, default=defaults.max_horizon_days)
     parser.add_argument("--horizons", type=float, nargs="+", default=None, help="explicit horizons in days")
     parser.add_argument("--top-k", type=int, nargs="+", default=list(defaults.top_k))
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--output-dir", default=None, help="default: <model-dir>/../evaluation")
+    parser.add_argument("--output-dir", default=None, help="default: <model>/../evaluation")
     args = parser.parse_args(None if argv is None else list(argv))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    output_dir = args.output_dir or str(Path(args.model_dir).parent / "evaluation")
-    return EvaluateRunConfig(args.model_dir, args.dataset, args.split, tuple(args.horizons) if args.horizons else None,
+    output_dir = args.output_dir or str(Path(args.model).parent / "evaluation")
+    return EvaluateRunConfig(args.model, args.dataset, args.split, tuple(args.horizons) if args.horizons else None,
                              args.max_horizon_days, tuple(args.top_k), args.batch_size, output_dir)
 
 
