@@ -187,3 +187,17 @@ def test_fusion_settings_file_and_weights_option(models_dir, tmp_path):
         expected = sum((record["probabilities"]["photometry"][m] + 0.25 * record["probabilities"]["images"][m])
                        for m in members) / 1.25
         assert record["fused"][name] == pytest.approx(expected, abs=1e-5)
+
+
+def test_new_spectra_of_an_object_are_classified_not_served_from_the_cache(models_dir, tmp_path):
+    packet = synthetic.make_packets(1, seed=12)[0]
+    _spectrum_csv(tmp_path / "a.csv", packet["objectId"], redshift=0.05)
+    _spectrum_csv(tmp_path / "b.csv", packet["objectId"], redshift=0.30)
+    from applecider_fusion.inputs import read_spectra_table
+
+    classifier = Classifier.from_dir(models_dir)
+    first = classifier.classify([packet], spectra=read_spectra_table(tmp_path / "a.csv"))[0]
+    again = classifier.classify([packet], spectra=read_spectra_table(tmp_path / "a.csv"))[0]
+    other = classifier.classify([packet], spectra=read_spectra_table(tmp_path / "b.csv"))[0]
+    assert first["probabilities"]["spectra"] == again["probabilities"]["spectra"]
+    assert other["probabilities"]["spectra"] != first["probabilities"]["spectra"]

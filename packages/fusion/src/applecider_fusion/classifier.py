@@ -85,7 +85,7 @@ class Classifier:
         self.fusion = fusion
         self.history = HistoryCache(history_cache_size)
         self.timings = Timings()
-        self._spectra_cache: OrderedDict[str, tuple[np.ndarray | None, str | None]] = OrderedDict()
+        self._spectra_cache: OrderedDict[tuple, tuple[np.ndarray | None, str | None]] = OrderedDict()
 
     @classmethod
     def from_dir(cls, models_dir: str | Path, device: str = "cpu", weights: Mapping[str, float] | None = None,
@@ -142,9 +142,11 @@ class Classifier:
         return alerts, failures
 
     def object_spectra_logits(self, object_id: str, spectra: Sequence[Spectrum]) -> tuple[np.ndarray | None, str | None]:
-        """log of the object's mean spectral probabilities (cached per object)."""
-        if object_id in self._spectra_cache:
-            return self._spectra_cache[object_id]
+        """log of the object's mean spectral probabilities (cached per object and set of spectra)."""
+        key = (object_id, *((s.spectrum_id, s.wavelength_aa.size, float(s.redshift)) for s in spectra))
+        if key in self._spectra_cache:
+            self._spectra_cache.move_to_end(key)
+            return self._spectra_cache[key]
         runner = self.runners["spectra"]
         logits, errors = runner.predict(list(spectra), self.timings)
         good = ~np.isnan(logits).any(axis=1)
@@ -154,7 +156,7 @@ class Classifier:
             result = (np.log(np.clip(probs.mean(axis=0), 1e-12, None)), None)
         else:
             result = (None, "; ".join(e for e in errors if e) or "no usable spectrum")
-        self._spectra_cache[object_id] = result
+        self._spectra_cache[key] = result
         if len(self._spectra_cache) > self.history.max_objects:
             self._spectra_cache.popitem(last=False)
         return result
