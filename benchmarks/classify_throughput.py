@@ -18,12 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from applecider_core.cli import cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("APPLECIDER_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -47,13 +48,6 @@ def measure(models: str, batch_size: int, threads: int, modalities: list[str]) -
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"batch": batch_size, "alerts": records, "seconds": total, "alerts_per_s": records / total,
             "stages": stages, "peak_rss_mib": peak_mib}
-
-
-def _cpu() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         rows.append(json.loads(output.strip().splitlines()[-1]))
     stages = sorted({s for r in rows for s in r["stages"]}, key=lambda s: (s != "read", s != "decode", s))
-    print(f"# classify throughput — {time.strftime('%Y-%m-%d %H:%M')}, {_cpu()}, {os.cpu_count()} cores, "
+    print(f"# classify throughput — {time.strftime('%Y-%m-%d %H:%M')}, {cpu_model()}, {os.cpu_count()} cores, "
           f"{args.threads} torch threads, models {models} ({'+'.join(args.modalities)})")
     which = f"--untrained {args.untrained}" if args.untrained else f"--models {args.models}"
     print(f"# command: python benchmarks/classify_throughput.py {which} --threads {args.threads} "

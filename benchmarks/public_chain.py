@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -29,6 +28,8 @@ import time
 from pathlib import Path
 
 import yaml
+
+from applecider_core.cli import cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
 MODALITIES = ("photometry", "images", "spectra")
@@ -44,16 +45,6 @@ def _cider(*args: str) -> None:
 def _model_dir(modality: str) -> Path:
     config = yaml.safe_load((REPO / "configs" / "public" / f"{modality}.yaml").read_text())
     return REPO / config["train"]["output_dir"] / "model"
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copy(report_path.with_name("fusion.json"), REPO / "models" / "fusion.json")
         size = sum(f.stat().st_size for f in (REPO / "models").rglob("*") if f.is_file())
         print(f"released to models/ ({size / 2**20:.1f} MiB)")
-    machine = {"cpu": _cpu_model(), "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}
+    machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}
     chain_path = RUNS / "chain.json"  # step times accumulate over resumed invocations
     previous = json.loads(chain_path.read_text())["seconds"] if chain_path.is_file() else {}
     seconds = {**previous, **seconds}

@@ -11,7 +11,12 @@ from hypothesis import strategies as st
 
 from applecider_core.records import METADATA_FEATURES, flux_ujy_to_mag, mag_to_flux_ujy
 from applecider_data import AlertParseError, iter_packets, packet_to_alert
-from applecider_data.convert import deduplicate_points, light_curve_from_points, point_from_candidate
+from applecider_data.convert import (
+    deduplicate_points,
+    light_curve_from_points,
+    merge_light_curves,
+    point_from_candidate,
+)
 
 GOLDEN_FILE = "alerts/avro/skyportal+kowalski__2475433850015010009.avro"
 
@@ -105,6 +110,19 @@ def test_deduplicate_on_candid_then_epoch():
     limit = (59001.0, "ztfr", 5.0, math.nan, False, -1)
     rows = deduplicate_points([det, limit, det, limit_same_epoch, limit])
     assert rows == [det, limit]
+
+
+def test_merge_light_curves_of_successive_packets():
+    det = (59000.0, "ztfg", 10.0, 1.0, True, 42)
+    limit = (59001.0, "ztfr", 5.0, math.nan, False, -1)
+    later = (59005.0, "ztfr", 12.0, 1.5, True, 43)
+    first = light_curve_from_points("ZTFx", [det, limit])
+    second = light_curve_from_points("ZTFx", [det, limit, later])  # the next packet repeats the history
+    merged = merge_light_curves(first, second)
+    assert merged.object_id == "ZTFx"
+    assert list(zip(merged.mjd, merged.band, merged.candid)) == [(59000.0, "ztfg", 42), (59001.0, "ztfr", -1),
+                                                                  (59005.0, "ztfr", 43)]
+    np.testing.assert_array_equal(merge_light_curves(second, first).flux_ujy, merged.flux_ujy)
 
 
 point_strategy = st.tuples(

@@ -6,12 +6,12 @@ writes the shared dataset that ``open_dataset`` (re-exported from ``applecider_c
 
 from applecider_core.dataset import SharedDataset, open_dataset
 
-from .convert import packet_to_alert
+from .convert import merge_light_curves, packet_to_alert
 from .errors import AlertParseError, PacketError, SourceError
 from .readers import iter_packets, iter_packets_with_source
 
 __version__ = "0.1.0"
 __all__ = [
     "AlertParseError", "PacketError", "SharedDataset", "SourceError", "iter_packets", "iter_packets_with_source",
-    "open_dataset", "packet_to_alert",
+    "merge_light_curves", "open_dataset", "packet_to_alert",
 ]  # fmt: skip

@@ -132,6 +132,13 @@ def light_curve_from_points(object_id: str, points: Iterable[tuple]) -> LightCur
                       np.array(candid, dtype=np.int64))  # fmt: skip
 
 
+def merge_light_curves(*curves: LightCurve) -> LightCurve:
+    """Union of light curves of one object (e.g. from successive packets), de-duplicated like one packet."""
+    rows = (row for c in curves for row in zip(c.mjd.tolist(), c.band.tolist(), c.flux_ujy.tolist(),
+                                                c.flux_err_ujy.tolist(), c.is_detection.tolist(), c.candid.tolist()))
+    return light_curve_from_points(curves[0].object_id, rows)
+
+
 def history_records(packet: Mapping) -> list[Mapping]:
     """prv_candidates + candidate of a packet (prv_candidates may be null)."""
     prv = packet.get("prv_candidates") or []

@@ -10,9 +10,11 @@ modality, each package brings its own commands.
 from __future__ import annotations
 
 import logging
+import platform
 import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
+from pathlib import Path
 
 ENTRY_POINT_GROUP = "applecider.commands"
 
@@ -61,13 +63,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
 
 
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux), for benchmark tables and ``cider check``."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def self_check(argv: Sequence[str] | None = None) -> int:
     """``cider check``: report the installed packages, torch threads and devices."""
     import torch
 
     from . import __version__
 
-    print(f"applecider-core {__version__}; torch {torch.__version__}; threads {torch.get_num_threads()}; "
+    print(f"applecider-core {__version__}; torch {torch.__version__}; {cpu_model()}; threads {torch.get_num_threads()}; "
           f"cuda {'yes (' + str(torch.cuda.device_count()) + ')' if torch.cuda.is_available() else 'no'}")
     for name in sorted(registered_commands()):
         print(f"  cider {name.replace('.', ' ')}")

@@ -21,7 +21,7 @@ import numpy as np
 
 from applecider_core.metrics import softmax
 from applecider_core.records import Alert, LightCurve, Spectrum
-from applecider_data import AlertParseError, PacketError, packet_to_alert
+from applecider_data import AlertParseError, PacketError, merge_light_curves, packet_to_alert
 
 from .fusion import MODALITIES, FusionError, ProbabilityFusion
 from .runners import RUNNER_TYPES, ModalityRunner, load_runner
@@ -50,24 +50,13 @@ class HistoryCache:
         self._curves: OrderedDict[str, LightCurve] = OrderedDict()
 
     def extend(self, light_curve: LightCurve) -> LightCurve:
-        """Union of the cached and the new points (de-duplicated on epoch and band), cached and returned."""
+        """Union of the cached and the new points (de-duplicated as within one packet), cached and returned."""
         previous = self._curves.pop(light_curve.object_id, None)
-        merged = light_curve if previous is None else _union(previous, light_curve)
+        merged = light_curve if previous is None else merge_light_curves(previous, light_curve)
         self._curves[light_curve.object_id] = merged
         while len(self._curves) > self.max_objects:
             self._curves.popitem(last=False)
         return merged
-
-
-def _union(a: LightCurve, b: LightCurve) -> LightCurve:
-    mjd = np.concatenate([a.mjd, b.mjd])
-    band = np.concatenate([a.band, b.band])
-    keys = np.round(mjd, 5).astype(str).astype(object) + band.astype(object)
-    _, first = np.unique(keys[::-1], return_index=True)  # prefer the newer packet's value for a repeated epoch
-    keep = np.sort(len(keys) - 1 - first)
-    both = [np.concatenate([getattr(a, f), getattr(b, f)])[keep]
-            for f in ("mjd", "band", "flux_ujy", "flux_err_ujy", "is_detection", "candid")]
-    return LightCurve(a.object_id, *both).sorted()
 
 
 def _probabilities_dict(class_names: Sequence[str], probs: np.ndarray) -> dict[str, float]:

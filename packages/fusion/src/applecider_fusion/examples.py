@@ -17,18 +17,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from applecider_data import iter_packets
 from applecider_data.synthetic import make_spectrum, write_alert_files
 
 
 def write_spectra_csv(path: Path, alert_files: Sequence[Path], seed: int = 0) -> Path:
     """One synthetic spectrum per object of ``alert_files`` (``<candid>.avro``), as a long CSV."""
-    import fastavro
-
     rng = np.random.default_rng(seed)
     frames = []
     for alert_file in alert_files:
-        with alert_file.open("rb") as stream:
-            object_id = next(fastavro.reader(stream))["objectId"]
+        object_id = next(iter_packets(alert_file))["objectId"]
         wavelength, flux = make_spectrum(rng, redshift=0.05)
         frames.append(pd.DataFrame({"objectId": object_id, "spectrum_id": f"{object_id}_synthetic",
                                     "wavelength_aa": wavelength, "flux": flux, "redshift": 0.05}))

@@ -151,17 +151,14 @@ class SpectraRunner(ModalityRunner):
         return tuple(model_class for model_class, _ in ARCHITECTURES.values())
 
     def prepare(self, items: Sequence[Spectrum]) -> tuple[Batch, list[int], list[str | None]]:
-        from applecider_spectra import SpectrumError, preprocess_spectrum
+        from applecider_spectra import preprocess_batch
 
-        fluxes, usable, errors = [], [], [None] * len(items)
-        for i, spectrum in enumerate(items):
-            try:
-                fluxes.append(preprocess_spectrum(spectrum, self.preprocess)[0])
-            except SpectrumError as error:
-                errors[i] = str(error)
-                continue
-            usable.append(i)
-        return ({"flux": torch.from_numpy(np.stack(fluxes))} if fluxes else {}), usable, errors
+        batch = preprocess_batch(items, self.preprocess)
+        errors: list[str | None] = [None] * len(items)
+        rejected = sorted(set(range(len(items))) - set(batch.indices))  # batch.errors follow the input order
+        for i, error in zip(rejected, batch.errors):
+            errors[i] = str(error)
+        return ({"flux": batch.flux} if batch.indices else {}), batch.indices, errors
 
 
 RUNNER_TYPES: dict[str, type[ModalityRunner]] = {

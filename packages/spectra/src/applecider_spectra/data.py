@@ -3,7 +3,6 @@ object-level (group-aware) splits stratified by class or by redshift bin (paper 
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -14,9 +13,7 @@ from torch.utils.data import Dataset
 from applecider_core.records import Spectrum
 from applecider_core.taxonomy import Taxonomy
 
-from .preprocessing import EdgeMasking, PreprocessConfig, SpectrumError, preprocess_spectrum
-
-logger = logging.getLogger(__name__)
+from .preprocessing import EdgeMasking, PreprocessConfig, SpectrumError, preprocess_batch
 
 
 @dataclass
@@ -41,8 +38,7 @@ def build_arrays(spectra: Sequence[Spectrum], preprocess: PreprocessConfig, task
                  redshifts: Sequence[float] | None = None) -> SpectraArrays:
     """Encode labels (classification: ``taxonomy.class_of`` then index in ``class_names``; outside → dropped
     and counted) or redshift targets (finite z only), and preprocess (bad spectra → ``errors``)."""
-    fluxes, targets, objects, ids, zs, errors, kept = [], [], [], [], [], [], []
-    dropped: dict[str, int] = {}
+    candidates, targets, dropped = [], [], {}
     names = list(class_names or (taxonomy.classes if taxonomy else ()))
     for i, spectrum in enumerate(spectra):
         if task == "classification":
@@ -50,29 +46,22 @@ def build_arrays(spectra: Sequence[Spectrum], preprocess: PreprocessConfig, task
             if cls not in names:
                 dropped[str(spectrum.label)] = dropped.get(str(spectrum.label), 0) + 1
                 continue
-            target: float = names.index(cls)
+            targets.append(names.index(cls))
         else:
             if not np.isfinite(spectrum.redshift) or spectrum.redshift < 0:
                 dropped["no redshift"] = dropped.get("no redshift", 0) + 1
                 continue
-            target = spectrum.redshift
-        try:
-            flux, _ = preprocess_spectrum(spectrum, preprocess, None if redshifts is None else redshifts[i])
-        except SpectrumError as error:
-            errors.append(error)
-            continue
-        fluxes.append(flux)
-        targets.append(target)
-        objects.append(spectrum.object_id)
-        ids.append(spectrum.spectrum_id or spectrum.object_id)
-        zs.append(spectrum.redshift)
-        kept.append(i)
-    if errors:
-        logger.warning("%d spectra rejected by preprocessing, e.g. %s", len(errors), errors[0])
-    flux_array = np.stack(fluxes) if fluxes else np.zeros((0, preprocess.num_points), np.float32)
+            targets.append(spectrum.redshift)
+        candidates.append(i)
+    batch = preprocess_batch([spectra[i] for i in candidates], preprocess,
+                             None if redshifts is None else [redshifts[i] for i in candidates])
+    kept = [candidates[j] for j in batch.indices]
     dtype = np.int64 if task == "classification" else np.float32
-    return SpectraArrays(flux_array, np.asarray(targets, dtype=dtype), objects, ids, np.asarray(zs, float), errors,
-                         np.asarray(kept, dtype=np.int64), dropped)
+    return SpectraArrays(
+        batch.flux.numpy(), np.asarray([targets[j] for j in batch.indices], dtype=dtype),
+        [spectra[i].object_id for i in kept], batch.spectrum_ids, np.asarray([spectra[i].redshift for i in kept], float),
+        batch.errors, np.asarray(kept, dtype=np.int64), dropped,
+    )  # fmt: skip
 
 
 class SpectraDataset(Dataset):
