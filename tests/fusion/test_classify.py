@@ -201,3 +201,22 @@ def test_new_spectra_of_an_object_are_classified_not_served_from_the_cache(model
     other = classifier.classify([packet], spectra=read_spectra_table(tmp_path / "b.csv"))[0]
     assert first["probabilities"]["spectra"] == again["probabilities"]["spectra"]
     assert other["probabilities"]["spectra"] != first["probabilities"]["spectra"]
+
+
+def test_cli_bad_paths_and_unusable_inputs(models_dir, tmp_path, capsys):
+    alerts = tmp_path / "alerts"
+    synthetic.write_alert_files(alerts, 2, seed=9)
+    out = tmp_path / "out.jsonl"
+    # a missing input path is an error record; the good inputs are still classified
+    assert classify_main([str(tmp_path / "nope.avro"), str(alerts), "--models", str(models_dir), "--out", str(out),
+                          "--no-progress"]) == 1
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sum(r["top_class"] is not None for r in records) == 2
+    assert any("nope.avro" in e and "no such file" in e for r in records for e in r["errors"])
+    capsys.readouterr()
+    for bad in (["--models", str(tmp_path / "no_models")], ["--models", str(models_dir), "--spectra", "missing.csv"]):
+        with pytest.raises(SystemExit) as exit_info:
+            classify_main([str(alerts), *bad])
+        assert exit_info.value.code == 2
+        message = capsys.readouterr().err
+        assert message.startswith("cider classify: error:") and ("no model directories" in message or "missing.csv" in message)

@@ -43,3 +43,12 @@ def test_joint_evaluation_on_the_public_dataset(models_dir, shared_data, tmp_pat
     settings = json.loads((out / "fusion.json").read_text())
     assert {m: settings["temperatures"][m] for m in report["temperatures"]} == report["temperatures"]
     assert "fused" in capsys.readouterr().out
+
+
+def test_unusable_evaluation_config_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "fusion.yaml").write_text("dataset: x\nmodelz: y\n")
+    for config in (tmp_path / "fusion.yaml", tmp_path / "absent.yaml"):
+        with pytest.raises(SystemExit) as exit_info:
+            evaluate_main(["--config", str(config)])
+        assert exit_info.value.code == 2
+        assert capsys.readouterr().err.startswith("cider evaluate: error:")

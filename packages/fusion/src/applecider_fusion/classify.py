@@ -3,7 +3,8 @@
 Inputs: Avro files, directories of them, nightly tarballs (.tar.gz) and alert parquet tables, streamed.
 Output: one JSON line (or CSV row) per alert with per-modality and fused probabilities, the top class, the
 modalities used and an ``errors`` list; a corrupt file or packet becomes an error record and the run goes on.
-Exit code: 0 when every alert was classified, 1 when any input item could not be classified, 2 on usage errors.
+A missing input path is one more error record. Exit code: 0 when every alert was classified, 1 when any
+input item could not be classified, 2 on usage errors (bad options, unusable --models or --spectra).
 """
 
 from __future__ import annotations
@@ -15,14 +16,15 @@ import logging
 import sys
 import time
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
+from applecider_core.pretrained import PretrainedError
 from applecider_data import iter_packets
 
 from .classifier import Classifier
+from .fusion import FusionError
 from .inputs import read_spectra_table
 
 logger = logging.getLogger(__name__)
@@ -109,15 +111,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     fmt = args.format or ("csv" if args.out and args.out.endswith(".csv") else "jsonl")
-    missing = [p for p in args.alerts if not Path(p).exists()]
-    if missing:
-        parser.error(f"no such file or directory: {', '.join(missing)}")
     try:
         weights = {k: float(v) for k, v in (item.split("=", 1) for item in args.weight)}
     except ValueError:
         parser.error(f"--weight takes MODALITY=NUMBER, got {args.weight}")
-    classifier = Classifier.from_dir(args.models, device=args.device, weights=weights)
-    spectra = read_spectra_table(args.spectra) if args.spectra else {}
+    try:
+        classifier = Classifier.from_dir(args.models, device=args.device, weights=weights)
+        spectra = read_spectra_table(args.spectra) if args.spectra else {}
+    except (FusionError, PretrainedError, OSError, ValueError) as error:
+        parser.exit(2, f"cider classify: error: {error}\n")
     writer = _Writer(args.out, fmt, classifier.fusion.classes)
     start = time.perf_counter()
     try:

@@ -20,14 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
-from applecider_core.config import load_yaml, parse_overrides, save_yaml
+from applecider_core.config import ConfigError, load_yaml, parse_overrides, save_yaml
 from applecider_core.dataset import SharedDataset, open_dataset
 from applecider_core.metrics import classification_report
 from applecider_core.plots import plot_confusion_matrix
+from applecider_core.pretrained import PretrainedError
 from applecider_core.records import Alert, CutoutTriplet, LightCurve
 
 from .classifier import FUSION_SETTINGS_NAME, Classifier, Timings
-from .fusion import MODALITIES
+from .fusion import MODALITIES, FusionError
 
 logger = logging.getLogger(__name__)
 
@@ -131,8 +132,9 @@ def evaluate(config: FusionEvaluationConfig) -> dict:
     temperatures = {}
     if config.fit_temperatures and "val" in per_split:
         _, labels, logits = per_split["val"]
-        validation = {m: (v[~np.isnan(v).any(axis=1)], labels[~np.isnan(v).any(axis=1)]) for m, v in logits.items()}
-        temperatures = fusion.fit_temperatures({m: pair for m, pair in validation.items() if len(pair[1]) >= 5})
+        have = {m: ~np.isnan(v).any(axis=1) for m, v in logits.items()}
+        temperatures = fusion.fit_temperatures({m: (v[have[m]], labels[have[m]]) for m, v in logits.items()
+                                                if have[m].sum() >= 5})
     result: dict = {"dataset": str(config.dataset), "models": str(config.models), "classes": list(fusion.classes),
                     "temperatures": temperatures, "splits": {}}
     for split, (object_ids, labels, logits) in per_split.items():
@@ -140,12 +142,9 @@ def evaluate(config: FusionEvaluationConfig) -> dict:
         common = present.all(axis=0) if len(present) else np.zeros(len(labels), bool)
         split_report = {"n_labelled_objects": len(object_ids), "common_set": _report(classifier, logits, labels, common),
                         "by_pattern": {}}
-        patterns = {tuple(m for m, p in zip(logits, column) if p) for column in present.T}
-        for pattern in sorted(patterns, key=len, reverse=True):
-            if not pattern:
-                continue
-            rows = np.array([tuple(m for m, p in zip(logits, column) if p) == pattern for column in present.T])
-            split_report["by_pattern"]["+".join(pattern)] = _report(classifier, logits, labels, rows)
+        pattern_of = np.array(["+".join(m for m, p in zip(logits, column) if p) for column in present.T])
+        for pattern in sorted(set(pattern_of) - {""}, key=lambda name: (-name.count("+"), name)):  # fullest first
+            split_report["by_pattern"][pattern] = _report(classifier, logits, labels, pattern_of == pattern)
         everything = present.any(axis=0) if len(present) else np.zeros(len(labels), bool)
         split_report["all_objects"] = _report(classifier, logits, labels, everything)
         fused = split_report["all_objects"].get("fused")
@@ -181,7 +180,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", required=True, help="YAML (see configs/fusion.yaml)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     args = parser.parse_args(argv)
-    config = load_yaml(args.config, FusionEvaluationConfig, parse_overrides(args.set))
-    result = evaluate(config)
+    try:
+        config = load_yaml(args.config, FusionEvaluationConfig, parse_overrides(args.set))
+        result = evaluate(config)
+    except (ConfigError, FusionError, PretrainedError, OSError, KeyError) as error:
+        parser.exit(2, f"cider evaluate: error: {error}\n")
     print(_summary(result))
     return 0
