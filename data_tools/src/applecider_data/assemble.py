@@ -5,7 +5,9 @@ labels of the object's spectra (``taxonomy.combine_claims``; a conflict gives no
 table's label. Redshift: label table, then the first finite spectrum redshift, then the light-curve table.
 Light curves: alert-history points (``source = "alerts"``, merged over all alerts of an object,
 de-duplicated on candid, else (mjd, band)) plus the light-curve table's points; a table point at the same
-(object, mjd to 1e-5 d, band, detection flag) as an alert point is a duplicate and dropped.
+(object, mjd to 1e-5 d, band, detection flag) as an alert point is a duplicate and dropped. The merged
+curve of every object then goes through the alert-like stage (:mod:`applecider_data.alertlike`); objects it
+empties are listed in skipped.csv and have no light curve.
 """
 
 from __future__ import annotations
@@ -20,13 +22,13 @@ import pandas as pd
 from applecider_core.records import METADATA_FEATURES
 from applecider_core.taxonomy import combine_claims
 
+from .alertlike import LC_COLUMNS, AlertLikeConfig, alert_like_table
 from .split import SPLIT_NAMES, NameGroups, normalise_name, stratified_split
 from .stages import SKIPPED_COLUMNS, link_or_copy, write_csv, write_json, write_parquet
 
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-LC_COLUMNS = ["object_id", "mjd", "band", "flux_ujy", "flux_err_ujy", "is_detection", "source"]
 ALERT_COLUMNS = ["object_id", "candid", "mjd", "band", "ra_deg", "dec_deg", "cutout_index", *METADATA_FEATURES]
 SPECTRA_COLUMNS = ["spectrum_id", "object_id", "redshift", "mjd", "label", "flux_unit", "instrument", "source",
                    "wavelength_aa", "flux"]  # fmt: skip
@@ -50,7 +52,8 @@ def _alert_light_curves(points: pd.DataFrame) -> pd.DataFrame:
     return merged.assign(source="alerts").sort_values(["object_id", "mjd", "band"]).reset_index(drop=True)
 
 
-def assemble(out: Path, build_config: dict, split_config: dict, stage_results: dict) -> dict:
+def assemble(out: Path, build_config: dict, split_config: dict, stage_results: dict,
+             alert_like: AlertLikeConfig | None = None) -> dict:
     """Write objects/alerts/cutouts/light_curves/spectra/skipped and, last, the manifest into ``out``."""
     (out / "manifest.json").unlink(missing_ok=True)  # the directory is incomplete until the manifest is back
     sdir = out / "_stages"
@@ -95,9 +98,12 @@ def assemble(out: Path, build_config: dict, split_config: dict, stage_results: d
     light_curves = light_curves.astype({"mjd": "float64", "flux_ujy": "float64", "flux_err_ujy": "float64",
                                         "is_detection": bool, "object_id": str, "band": str, "source": str})
     light_curves = light_curves.sort_values(["object_id", "mjd", "band", "source"], kind="stable").reset_index(drop=True)
+    before = set(light_curves["object_id"])
+    light_curves, stage_results["alert_like"] = alert_like_table(light_curves, alert_like or AlertLikeConfig(enabled=False))
+    emptied = sorted(before - set(light_curves["object_id"]))
 
     # ---- objects, labels, redshifts ----
-    object_ids = sorted(set(alerts["object_id"]) | set(spectra.get("object_id", [])) | set(light_curves["object_id"]))
+    object_ids = sorted(set(alerts["object_id"]) | set(spectra.get("object_id", [])) | before)
     label_of: dict[str, str] = {}
     redshift_of: dict[str, float] = {}
     if not lc_table.empty:
@@ -126,6 +132,8 @@ def assemble(out: Path, build_config: dict, split_config: dict, stage_results: d
     unused = sorted(set(labels["object_id"]) - present)
     skipped.append(pd.DataFrame([(f"label {oid}", "labels", "labelled object has no alert, light curve or spectrum")
                                  for oid in unused], columns=SKIPPED_COLUMNS))  # fmt: skip
+    skipped.append(pd.DataFrame([(f"light curve {oid}", "alert_like", "no alert-like detection (g/r, event window)")
+                                 for oid in emptied], columns=SKIPPED_COLUMNS))  # fmt: skip
 
     detected = set(light_curves.loc[light_curves["is_detection"], "object_id"])
     objects = pd.DataFrame({"object_id": object_ids})

@@ -195,10 +195,16 @@ def public_spectra_stage(path: Path, exclude: tuple[str, ...], out: Path) -> dic
     return spectra_stage(iter_spectra(path, exclude), out)
 
 
-def light_curve_stage(path: Path, exclude: tuple[str, ...], out: Path) -> dict:
-    table, skipped = read_light_curve_table(path, exclude)
+def light_curve_stage(paths: list[Path], exclude: tuple[str, ...], out: Path) -> dict:
+    """Every light-curve parquet → one long flux table (points.parquet) and skipped.csv."""
+    tables, skipped = [], []
+    for path in paths:
+        table, problems = read_light_curve_table(path, exclude)
+        tables.append(table)
+        skipped += [(i, str(path), r) for i, r in problems]
+    table = pd.concat(tables, ignore_index=True)
     write_parquet(table, out / "points.parquet")
-    write_csv(pd.DataFrame([(i, str(path), r) for i, r in skipped], columns=SKIPPED_COLUMNS), out / "skipped.csv")
+    write_csv(pd.DataFrame(skipped, columns=SKIPPED_COLUMNS), out / "skipped.csv")
     return {"points": len(table), "objects": int(table["name"].nunique()), "skipped": len(skipped)}
 
 
