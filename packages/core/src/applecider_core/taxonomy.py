@@ -227,3 +227,20 @@ def projection_matrix(source_classes: Sequence[str], target: Taxonomy) -> np.nda
             "retrain with a taxonomy that maps, or drop these classes"
         )
     return matrix
+
+
+DEFAULT_MIN_CLASS_OBJECTS = 20
+
+
+def covered_classes(class_names: Sequence[str], object_counts: Mapping[str, int], minimum: int) -> tuple[str, ...]:
+    """The classes of ``class_names`` (order kept) with at least ``minimum`` training objects.
+
+    A model gets an output only for these (its config lists them); fusion renormalises over the classes a
+    model covers. Raises TaxonomyError when fewer than two classes are covered (nothing to classify).
+    """
+    covered = tuple(c for c in class_names if object_counts.get(c, 0) >= minimum)
+    if len(covered) < 2:
+        counts = {c: int(object_counts.get(c, 0)) for c in class_names}
+        raise TaxonomyError(f"fewer than two classes have >= {minimum} training objects ({counts}); "
+                            "lower the minimum (data.min_class_objects) or add data")
+    return covered

@@ -112,6 +112,13 @@ def load_split(dataset: Any, split: str | None, taxonomy: Taxonomy | None, class
     return curves
 
 
+def restrict_classes(curves: Sequence[LabelledCurve], class_names: Sequence[str], kept: Sequence[str]
+                     ) -> list[LabelledCurve]:  # fmt: skip
+    """Curves of the ``kept`` classes with labels re-indexed from ``class_names`` to ``kept``."""
+    new_index = {class_names.index(name): i for i, name in enumerate(kept)}
+    return [LabelledCurve(c.light_curve, new_index[c.label], c.augment) for c in curves if c.label in new_index]
+
+
 def fit_stats(curves: Sequence[LabelledCurve], feature_config: FeatureConfig) -> FeatureStats:
     """Normalisation statistics from (training) curves at the training horizon."""
     sequences, _ = build_many((c.light_curve for c in curves), feature_config)

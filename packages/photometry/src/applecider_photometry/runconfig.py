@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from applecider_core.config import load_yaml, parse_overrides
 from applecider_core.records import BANDS
+from applecider_core.taxonomy import DEFAULT_MIN_CLASS_OBJECTS
 from applecider_core.training import TrainingConfig
 
 from .augment import AugmentConfig
@@ -30,6 +31,7 @@ class DataSection:
     bands: tuple[str, ...] = BANDS
     taxonomy: str = "fine"
     class_names: tuple[str, ...] | None = None  # default: every class of the taxonomy
+    min_class_objects: int = DEFAULT_MIN_CLASS_OBJECTS  # a class needs this many training objects to get an output
 
     def feature_config(self) -> FeatureConfig:
         return FeatureConfig(horizon_days=self.horizon_days, max_events=self.max_events, bands=self.bands)
