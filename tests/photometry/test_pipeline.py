@@ -16,7 +16,12 @@ from applecider_photometry import PhotometryClassifier
 from applecider_photometry.data import LabelledCurve, oversample, restrict_classes
 from applecider_photometry.pretraining import MaskedEventModel
 from applecider_photometry.runconfig import FinetuneSection
-from applecider_photometry.train import class_weights, encoder_blocks, gradual_unfreezing, oversampled_with_weights
+from applecider_photometry.train import (
+    class_weights,
+    encoder_blocks,
+    gradual_unfreezing,
+    oversampled_with_weights,
+)
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[2]
