@@ -198,7 +198,14 @@ FUSION = Taxonomy(
         "TDE": "TDE",
     },
 )
-TAXONOMIES: dict[str, Taxonomy] = {t.name: t for t in (FINE, SPECTRA, FUSION)}
+# Paper I Table 6 (AstroMiNN vs BTSbot): four classes, the nuclear transients (AGN, TDE) as one.
+NUCLEAR4 = Taxonomy(
+    "nuclear4",
+    ("SN I", "SN II", "CV", "Nuclear"),
+    {**{c: FUSION.members[c] for c in FUSION.members if FUSION.members[c] in ("SN I", "SN II", "CV")},
+     "AGN": "Nuclear", "TDE": "Nuclear"},
+)
+TAXONOMIES: dict[str, Taxonomy] = {t.name: t for t in (FINE, SPECTRA, FUSION, NUCLEAR4)}
 
 
 def get_taxonomy(name: str) -> Taxonomy:

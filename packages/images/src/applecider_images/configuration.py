@@ -130,8 +130,10 @@ class AstroMiNNConfig(_DerivedSizes, PresetConfig):
     expert_hidden_dim: int = 128
     router_dropout: float = 0.3
     balance_loss_weight: float = 0.01  # Switch/GShard load-balancing coefficient
-    specialisation_weight: float = 0.0  # λ of Eq. 3 (0 disables; the reference used 0.1–0.5)
-    focal_gamma: float = 0.0  # 0 = (weighted) cross-entropy
+    # The paper's loss (§4.4, Eq. 3) is the default: focal (γ 2, Lin et al.) + λ·MSE(router, one-hot(label mod K))
+    # with λ 0.1 (the reference archive's default; its "focalexpert" run used 0.5).
+    specialisation_weight: float = 0.1  # λ of Eq. 3 (0 disables)
+    focal_gamma: float = 2.0  # 0 = (weighted) cross-entropy
     label_smoothing: float = 0.0
 
     def __post_init__(self) -> None:
