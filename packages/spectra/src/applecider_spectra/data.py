@@ -127,4 +127,20 @@ def select(arrays: SpectraArrays, mask: np.ndarray) -> SpectraArrays:
     )  # fmt: skip
 
 
-__all__ = ["SpectraArrays", "SpectraDataset", "build_arrays", "group_split", "redshift_bins", "select"]
+def object_counts(arrays: SpectraArrays, class_names: Sequence[str]) -> dict[str, int]:
+    """Distinct objects per class among classification ``arrays`` (class coverage counts objects, not spectra)."""
+    pairs = set(zip(arrays.object_ids, arrays.targets.tolist()))
+    return {name: sum(1 for _, t in pairs if t == i) for i, name in enumerate(class_names)}
+
+
+def restrict_classes(arrays: SpectraArrays, class_names: Sequence[str], kept: Sequence[str]) -> SpectraArrays:
+    """Rows of the ``kept`` classes, targets re-indexed from ``class_names`` to ``kept``."""
+    new_index = np.array([list(kept).index(c) if c in kept else -1 for c in class_names], dtype=np.int64)
+    out = select(arrays, new_index[arrays.targets] >= 0)
+    out.targets = new_index[out.targets]
+    out.errors, out.dropped_labels = arrays.errors, arrays.dropped_labels
+    return out
+
+
+__all__ = ["SpectraArrays", "SpectraDataset", "build_arrays", "group_split", "object_counts", "redshift_bins",
+           "restrict_classes", "select"]
