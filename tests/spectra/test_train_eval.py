@@ -117,3 +117,25 @@ def test_class_presets_of_the_papers_and_coverage(tmp_path, spectra_dataset):
                           data={"class_names": None, "class_preset": "paper_i_table7"})
     assert train_main(["--config", str(config), "--set", "train.max_steps=1"]) == 0
     assert load_model(tmp_path / "p" / "model").config.class_names == ("SN Ia", "TDE")
+
+
+def test_all_redshift_strategies_are_scored_on_one_shared_subset(tmp_path, spectra_dataset):
+    import shutil
+
+    import pandas as pd
+
+    data = tmp_path / "data"
+    shutil.copytree(spectra_dataset, data)
+    spectra = pd.read_parquet(data / "spectra.parquet")
+    test_ids = set(pd.read_parquet(data / "objects.parquet").query("split == 'test'")["object_id"])
+    no_z = spectra.index[spectra["object_id"].isin(test_ids)][:3]
+    spectra.loc[no_z, "redshift"] = np.nan  # usable without z (no_z) but not with the catalogue z
+    spectra.to_parquet(data / "spectra.parquet")
+    config = write_config(tmp_path / "c.yaml", data, tmp_path / "c")
+    assert train_main(["--config", str(config), "--set", "train.max_steps=1"]) == 0
+    out = tmp_path / "eval"
+    assert evaluate_main(["--config", str(config), "--model", str(tmp_path / "c" / "model"), "--output", str(out)]) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    usable = report["shared_subset"]["usable_per_strategy"]
+    assert usable["no_z"] == usable["given_z"] + 3
+    assert {m["n"] for m in report["strategies"].values()} == {report["shared_subset"]["spectra"]} == {usable["given_z"]}
