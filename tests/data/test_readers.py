@@ -141,3 +141,18 @@ def test_every_real_alert_parsed_or_reported(shared_data):
     assert len(files_seen) == n_avro + 1
     assert counts["ok"] + counts["fatal"] + counts["error"] == 2095 + n_avro
     assert counts["ok"] >= 2095  # all real alerts parse; stamp problems are per-alert problems
+
+
+def test_truncated_avro_counts_the_records_decoded_before_the_failure(tmp_path, synthetic_packets):
+    import fastavro
+
+    path = tmp_path / "blocks.avro"
+    with path.open("wb") as f:  # sync_interval 1: every record in its own block, so a cut loses only the last
+        fastavro.writer(f, synthetic.alert_schema(), synthetic_packets[:3], codec="null", sync_interval=1)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 200])
+    items = list(iter_packets_with_source([path]))
+    decoded = [p for _s, _i, p in items if not isinstance(p, PacketError)]
+    errors = [p for _s, _i, p in items if isinstance(p, PacketError)]
+    assert len(decoded) == 2 and len(errors) == 1
+    assert "after 2 record(s)" in errors[0].reason

@@ -33,14 +33,15 @@ AVRO_ERRORS = (ValueError, EOFError, OSError, TypeError, KeyError, IndexError, A
 
 
 def _iter_avro_stream(stream: BinaryIO, source: str, item: str) -> Iterator[tuple[str, str, PacketOrError]]:
-    index = 0
+    decoded = 0  # records decoded and yielded before a failure
     try:
         reader = fastavro.reader(stream)
         for index, record in enumerate(reader):
             yield source, f"{item}#{index}" if item else f"#{index}", record
+            decoded = index + 1
     except AVRO_ERRORS as err:
         where = f"{item} " if item else ""
-        reason = f"corrupt or truncated Avro {where}after {index} record(s): {type(err).__name__}: {err}"
+        reason = f"corrupt or truncated Avro {where}after {decoded} record(s): {type(err).__name__}: {err}"
         logger.warning("%s: %s", source, reason)
         yield source, item, PacketError(source, item, reason)
 
