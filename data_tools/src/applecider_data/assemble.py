@@ -2,7 +2,7 @@
 
 Object labels, in priority order: the label table (keyed by ZTF id), SkyPortal classifications, the combined
 labels of the object's spectra (``taxonomy.combine_claims``; a conflict gives no label), the light-curve
-table's label. Redshift: label table, then the first finite spectrum redshift, then the light-curve table.
+table's label. A spectrum without a label of its own (SkyPortal/Fritz) takes its object's label. Redshift: label table, then the first finite spectrum redshift, then the light-curve table.
 Light curves: alert-history points (``source = "alerts"``, merged over all alerts of an object,
 de-duplicated on candid, else (mjd, band)) plus the light-curve table's points; a table point at the same
 (object, mjd to 1e-5 d, band, detection flag) as an alert point is a duplicate and dropped. The merged
@@ -159,6 +159,9 @@ def assemble(out: Path, build_config: dict, split_config: dict, stage_results: d
     write_parquet(light_curves[LC_COLUMNS], out / "light_curves.parquet")
     spectra_out = spectra.reindex(columns=SPECTRA_COLUMNS) if not spectra.empty else pd.DataFrame(columns=SPECTRA_COLUMNS)
     if not spectra.empty:
+        # Spectra without a label of their own (SkyPortal/Fritz spectra carry none) take their object's label.
+        unlabelled = spectra_out["label"].isna()
+        spectra_out.loc[unlabelled, "label"] = spectra_out.loc[unlabelled, "object_id"].map(label_of)
         z_obj = spectra_out["object_id"].map(redshift_of)
         spectra_out["redshift"] = spectra_out["redshift"].where(spectra_out["redshift"].notna(), z_obj).astype("float64")
     write_parquet(spectra_out, out / "spectra.parquet")
