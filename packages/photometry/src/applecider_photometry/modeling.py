@@ -119,7 +119,7 @@ class EventEncoder(nn.Module):
         if config.arch == "informer":
             self.layers: nn.Module = InformerEncoder(
                 config.d_model, config.n_heads, config.d_ff, config.n_layers, config.dropout,
-                config.informer_factor, config.informer_distil,
+                config.informer_factor, config.informer_distil, max_len=config.max_events + 1,
             )  # fmt: skip
         else:
             # PyTorch uses its fused inference kernel (+ nested tensors) only for the built-in relu/gelu;
