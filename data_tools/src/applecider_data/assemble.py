@@ -2,7 +2,8 @@
 
 Object labels, in priority order: the label table (keyed by ZTF id), SkyPortal classifications, the combined
 labels of the object's spectra (``taxonomy.combine_claims``; a conflict gives no label), the light-curve
-table's label. A spectrum without a label of its own (SkyPortal/Fritz) takes its object's label. Redshift: label table, then the first finite spectrum redshift, then the light-curve table.
+table's label. ``first_detection_mjd`` per object: the earliest of its alerts' jdstarthist and its alert-like
+detections (the longest history known), from which the photometry features measure Δt. A spectrum without a label of its own (SkyPortal/Fritz) takes its object's label. Redshift: label table, then the first finite spectrum redshift, then the light-curve table.
 Light curves: alert-history points (``source = "alerts"``, merged over all alerts of an object,
 de-duplicated on candid, else (mjd, band)) plus the light-curve table's points; a table point at the same
 (object, mjd to 1e-5 d, band, detection flag) as an alert point is a duplicate and dropped. The merged
@@ -147,6 +148,7 @@ def assemble(out: Path, build_config: dict, split_config: dict, stage_results: d
     objects["has_alerts"] = objects["object_id"].isin(set(alerts["object_id"]))
     objects["has_light_curve"] = objects["object_id"].isin(detected)
     objects["has_spectrum"] = objects["object_id"].isin(set(spectra.get("object_id", [])))
+    objects["first_detection_mjd"] = _first_detections(objects["object_id"], alerts, light_curves)
 
     # ---- write ----
     write_parquet(objects, out / "objects.parquet")
@@ -178,6 +180,15 @@ def assemble(out: Path, build_config: dict, split_config: dict, stage_results: d
     }
     write_json(manifest, out / "manifest.json")
     return manifest
+
+
+def _first_detections(object_ids: pd.Series, alerts: pd.DataFrame, light_curves: pd.DataFrame) -> np.ndarray:
+    """Per object: the earliest of its alerts' first detections (jdstarthist) and its alert-like detections."""
+    firsts = [light_curves.loc[light_curves["is_detection"]].groupby("object_id")["mjd"].min()]
+    if "first_detection_mjd" in alerts.columns:
+        firsts.append(alerts.groupby("object_id")["first_detection_mjd"].min())
+    earliest = pd.concat(firsts, axis=1).min(axis=1)
+    return object_ids.map(earliest).astype("float64").to_numpy()
 
 
 def _counts(objects, alerts, spectra, light_curves, skipped, rare) -> dict:

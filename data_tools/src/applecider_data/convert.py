@@ -17,8 +17,10 @@ Photometry follows Kowalski's ``make_photometry`` (skyportal/kowalski ``alert_br
 
 Metadata vector (``METADATA_FEATURES`` order, float32, NaN = missing): the 17 Table-2 fields of the candidate;
 ZTF's ``-999`` "no PS1 match" sentinels (``sgscore*``, ``distpsnr*``) become NaN. ``age_days`` = candidate
-mjd − mjd of the first *detection* in the packet history (prv_candidates + candidate), so 0 for a first
-detection; ``nnondet = ncovhist - ndethist``.
+jd − the object's first detection: ``jdstarthist`` (ZTF's first detection of the source, which the 30-day
+``prv_candidates`` may no longer reach) or the first *detection* in the packet history when that is earlier or
+jdstarthist is missing; 0 for a first detection. The light curve carries the same first detection
+(``LightCurve.first_detection_mjd``), from which the photometry features measure Δt. ``nnondet = ncovhist - ndethist``.
 """
 
 from __future__ import annotations
@@ -122,21 +124,24 @@ def deduplicate_points(points: Iterable[tuple]) -> list[tuple]:
     return kept
 
 
-def light_curve_from_points(object_id: str, points: Iterable[tuple]) -> LightCurve:
+def light_curve_from_points(object_id: str, points: Iterable[tuple], first_detection_mjd: float = math.nan
+                            ) -> LightCurve:  # fmt: skip
     """LightCurve from rows made by :func:`point_from_candidate` (de-duplicated, time-ordered)."""
     rows = deduplicate_points(points)
     if not rows:
-        return LightCurve(object_id, np.empty(0), np.empty(0, dtype=str), np.empty(0), np.empty(0), np.empty(0, bool))
+        return LightCurve(object_id, np.empty(0), np.empty(0, dtype=str), np.empty(0), np.empty(0), np.empty(0, bool),
+                          first_detection_mjd=first_detection_mjd)  # fmt: skip
     mjd, band, flux, err, det, candid = zip(*rows)
     return LightCurve(object_id, np.array(mjd), np.array(band), np.array(flux), np.array(err), np.array(det),
-                      np.array(candid, dtype=np.int64))  # fmt: skip
+                      np.array(candid, dtype=np.int64), first_detection_mjd)  # fmt: skip
 
 
 def merge_light_curves(*curves: LightCurve) -> LightCurve:
     """Union of light curves of one object (e.g. from successive packets), de-duplicated like one packet."""
     rows = (row for c in curves for row in zip(c.mjd.tolist(), c.band.tolist(), c.flux_ujy.tolist(),
                                                 c.flux_err_ujy.tolist(), c.is_detection.tolist(), c.candid.tolist()))
-    return light_curve_from_points(curves[0].object_id, rows)
+    firsts = [c.first_detection_mjd for c in curves if not math.isnan(c.first_detection_mjd)]
+    return light_curve_from_points(curves[0].object_id, rows, min(firsts) if firsts else math.nan)
 
 
 def history_records(packet: Mapping) -> list[Mapping]:
@@ -147,6 +152,13 @@ def history_records(packet: Mapping) -> list[Mapping]:
     return [*(p for p in prv if isinstance(p, Mapping)), packet["candidate"]]
 
 
+def first_detection_jd(candidate: Mapping, history: Iterable[Mapping]) -> float:
+    """The object's first detection (JD): ``jdstarthist`` or the earliest history detection, whichever is earlier."""
+    jds = [_float(p.get("jd")) for p in history if not math.isnan(_float(p.get("magpsf")))]
+    jds = [t for t in (*jds, _float(candidate.get("jdstarthist"))) if not math.isnan(t) and t > 0]
+    return min(jds) if jds else math.nan
+
+
 def metadata_vector(candidate: Mapping, history: Iterable[Mapping]) -> np.ndarray:
     """(19,) float32 in ``METADATA_FEATURES`` order, NaN = missing (see module docstring)."""
     values = []
@@ -155,10 +167,7 @@ def metadata_vector(candidate: Mapping, history: Iterable[Mapping]) -> np.ndarra
         if name in SENTINEL_FIELDS and value <= SENTINEL_MAX:
             value = math.nan
         values.append(value)
-    jd = _float(candidate.get("jd"))
-    detection_jds = [_float(p.get("jd")) for p in history if not math.isnan(_float(p.get("magpsf")))]
-    detection_jds = [t for t in detection_jds if not math.isnan(t)]
-    age = jd - min(detection_jds) if detection_jds and not math.isnan(jd) else math.nan
+    age = _float(candidate.get("jd")) - first_detection_jd(candidate, history)
     nnondet = _float(candidate.get("ncovhist")) - _float(candidate.get("ndethist"))
     out = np.array([*values, age, nnondet], dtype=np.float32)
     assert out.shape == (len(METADATA_FEATURES),)
@@ -210,7 +219,8 @@ def packet_to_alert(packet: Mapping, with_cutouts: bool = True) -> Alert:
     try:
         return Alert(
             object_id=object_id, candid=int(candid), mjd=jd - JD_TO_MJD, band=band, ra_deg=ra, dec_deg=dec,
-            metadata=metadata_vector(candidate, history), light_curve=light_curve_from_points(object_id, points),
+            metadata=metadata_vector(candidate, history),
+            light_curve=light_curve_from_points(object_id, points, first_detection_jd(candidate, history) - JD_TO_MJD),
             cutouts=cutouts, schema_version=str(packet.get("schemavsn") or ""), problems=problems,
         )  # fmt: skip
     except RecordError as err:

@@ -138,14 +138,15 @@ def alerts_stage(packets: Iterable[tuple[str, str, PacketOrError]], out: Path, d
             if index < 0:
                 skipped.append((f"{where} cutouts", source, "; ".join(stamp_problems) or "no cutouts"))
             rows.append((alert.object_id, alert.candid, alert.mjd, alert.band, alert.ra_deg, alert.dec_deg, index,
-                         *alert.metadata.tolist()))  # fmt: skip
+                         *alert.metadata.tolist(), alert.light_curve.first_detection_mjd))  # fmt: skip
             lc = alert.light_curve
             points.append(pd.DataFrame({
                 "object_id": alert.object_id, "mjd": lc.mjd, "band": lc.band, "flux_ujy": lc.flux_ujy,
                 "flux_err_ujy": lc.flux_err_ujy, "is_detection": lc.is_detection, "candid": lc.candid,
             }))  # fmt: skip
     _raw_to_npy(raw_path, out / "cutouts.npy", n_cutouts)
-    columns = ["object_id", "candid", "mjd", "band", "ra_deg", "dec_deg", "cutout_index", *METADATA_FEATURES]
+    columns = ["object_id", "candid", "mjd", "band", "ra_deg", "dec_deg", "cutout_index", *METADATA_FEATURES,
+               "first_detection_mjd"]
     frame = pd.DataFrame(rows, columns=columns)
     frame = frame.astype({"candid": "int64", "cutout_index": "int64", **{k: "float32" for k in METADATA_FEATURES}})
     write_parquet(frame, out / "alerts.parquet")

@@ -6,7 +6,8 @@ without depending on the data tools. One directory, keyed by object id:
 ==========================  ===================================================================================
 ``manifest.json``           ``{"format_version": 1, "created": ..., "build_config": {...}, "counts": {...}}``
 ``objects.parquet``         object_id, label (normalised label or null), redshift, split (train/val/test),
-                            has_alerts, has_light_curve, has_spectrum
+                            has_alerts, has_light_curve, has_spectrum, first_detection_mjd (jdstarthist or
+                            the earliest alert-like detection; Δt of the photometry features starts there)
 ``alerts.parquet``          object_id, candid, mjd, band, ra_deg, dec_deg, cutout_index (-1: none), then one
                             float32 column per ``records.METADATA_FEATURES`` name (NaN = missing)
 ``cutouts.npy``             float32 (N, 3, 63, 63): science, template, difference; memory-mapped
@@ -128,7 +129,15 @@ class SharedDataset:
         return LightCurve(
             object_id, rows["mjd"].to_numpy(), rows["band"].to_numpy(), rows["flux_ujy"].to_numpy(),
             rows["flux_err_ujy"].to_numpy(), rows["is_detection"].to_numpy(),
+            first_detection_mjd=self._first_detection.get(object_id, float("nan")),
         ).sorted()  # fmt: skip
+
+    @cached_property
+    def _first_detection(self) -> dict[str, float]:
+        """Object → its first detection MJD (jdstarthist or the longest history; datasets before it: none)."""
+        if "first_detection_mjd" not in self.objects.columns:
+            return {}
+        return dict(zip(self.objects["object_id"], self.objects["first_detection_mjd"].astype(float)))
 
     # ---- alerts ----------------------------------------------------------------------------------------
     @cached_property

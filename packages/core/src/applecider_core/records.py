@@ -21,8 +21,8 @@ BANDS = ("ztfg", "ztfr", "ztfi")
 AB_ZEROPOINT_UJY = 23.9  # AB magnitude of 1 µJy
 
 # The 17 alert features of AppleCiDEr paper I, Table 2, plus the two custom features.
-# ``age_days``: days between the first detection in the packet history (prv_candidates + candidate) and the
-# candidate; ``nnondet`` = ncovhist - ndethist.
+# ``age_days``: days between the object's first detection (``jdstarthist``, or the first detection in the
+# packet history when earlier or when jdstarthist is missing) and the candidate; ``nnondet`` = ncovhist - ndethist.
 ALERT_METADATA_FEATURES = (
     "sgscore1", "sgscore2", "distpsnr1", "distpsnr2", "ra", "dec", "magpsf", "sigmapsf", "chinr", "sharpnr",
     "sky", "classtar", "ndethist", "ncovhist", "scorr", "nmtchps", "diffmaglim",
@@ -65,6 +65,10 @@ class LightCurve:
     flux_err_ujy: np.ndarray  # (N,) float64; NaN for upper limits
     is_detection: np.ndarray  # (N,) bool
     candid: np.ndarray | None = None  # (N,) int64 alert candidate ids, -1 where unknown
+    # Earliest detection known for the object (ZTF ``jdstarthist``, or the longest history seen), MJD; NaN when
+    # unknown. Δt of the photometry features is measured from it, so an alert whose 30-day history no longer
+    # reaches the first detection still has the right age.
+    first_detection_mjd: float = float("nan")
 
     def __post_init__(self) -> None:
         self.mjd = np.asarray(self.mjd, dtype=np.float64)
@@ -76,6 +80,7 @@ class LightCurve:
         if self.candid is None:
             self.candid = np.full(n, -1, dtype=np.int64)
         self.candid = np.asarray(self.candid, dtype=np.int64)
+        self.first_detection_mjd = float(self.first_detection_mjd)
         for name in ("band", "flux_ujy", "flux_err_ujy", "is_detection", "candid"):
             if len(getattr(self, name)) != n:
                 raise RecordError(f"LightCurve {self.object_id}: {name} has {len(getattr(self, name))} rows, mjd has {n}")
@@ -94,7 +99,7 @@ class LightCurve:
         """A new light curve with the rows where ``mask`` is true (or at the given indices)."""
         return LightCurve(
             self.object_id, self.mjd[mask], self.band[mask], self.flux_ujy[mask], self.flux_err_ujy[mask],
-            self.is_detection[mask], self.candid[mask],
+            self.is_detection[mask], self.candid[mask], self.first_detection_mjd,
         )  # fmt: skip
 
     def sorted(self) -> LightCurve:

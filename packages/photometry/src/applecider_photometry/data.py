@@ -45,7 +45,16 @@ class EventDataset(Dataset):
 
     def __init__(self, curves: Sequence[LabelledCurve], feature_config: FeatureConfig, stats: FeatureStats,
                  augment: AugmentConfig | None = None) -> None:
-        self.curves = list(curves)
+        self.curves, dropped = [], 0
+        for curve in curves:  # a curve whose events all lie past the horizon (Δt from jdstarthist) has no input
+            try:
+                build_events(curve.light_curve, feature_config)
+                self.curves.append(curve)
+            except NoDetectionsError:
+                dropped += 1
+        if dropped:
+            logger.info("%d light curves without events within %s d of their first detection left out", dropped,
+                        feature_config.horizon_days)
         self.feature_config = feature_config
         self.stats = stats
         self.augment = augment

@@ -9,13 +9,14 @@ Pipeline (detections only):
    every later point of that band with ``mjd - anchor_mjd <= 0.5 d`` (12 h). Points are combined with
    inverse-VARIANCE weights ``w = 1/σ²``: flux ``Σwf/Σw``, error ``1/sqrt(Σw)``, time ``Σwt/Σw``.
    (The reference code used ``1/σ`` and averaged the errors; see research notes §1.1.)
-3. *Events*: merged points of all bands in time order (ties by band g, r, i). With ``Δt`` days since the first
-   event and ``δt`` days since the previous one (0 for the first), the 7 channels are
+3. *Events*: merged points of all bands in time order (ties by band g, r, i). With ``Δt`` days since the
+   object's first detection (``LightCurve.first_detection_mjd``: ZTF's jdstarthist, in training and in
+   streaming; the first event when unknown) and ``δt`` days since the previous one (0 for the first), the 7 channels are
    ``[log1p Δt, log1p δt, log10 f, σ_logf, g, r, i]`` with ``f = max(flux, FLUX_FLOOR_UJY)`` and
    ``σ_logf = σ_f / (f ln 10)`` clipped to ``MAX_SIGMA_LOGF``.
    Flux floor: 1 µJy (AB 23.9 mag, well below ZTF's ~21 mag single-epoch limit). Zero or negative
    difference fluxes therefore become ``log10 f = 0`` with a large σ_logf, i.e. "consistent with nothing".
-4. *Horizon*: keep events with ``Δt <= horizon_days`` (Δt measured from the first merged event).
+4. *Horizon*: keep events with ``Δt <= horizon_days`` (Δt measured from the first detection, see 3).
 5. *Length*: at most ``max_events`` events; longer sequences keep the EARLIEST ``max_events`` events (the
    model is built for early classification, and truncating the tail keeps Δt/δt of the kept events
    unchanged). The [CLS] token is added by the model, not counted here.
@@ -156,9 +157,17 @@ def merge_events(lc: LightCurve, window_days: float = MERGE_WINDOW_DAYS, bands: 
     return MergedPoints(mjd[order], flux[order], err[order], band_index[order].astype(np.int64), n_merged[order])
 
 
-def event_features(points: MergedPoints, flux_floor_ujy: float = FLUX_FLOOR_UJY) -> tuple[np.ndarray, np.ndarray]:
-    """(L, 7) float32 unnormalised features and (L,) float32 Δt in days of merged points (time-ordered)."""
-    dt_first = points.mjd - points.mjd[0]
+def event_features(points: MergedPoints, flux_floor_ujy: float = FLUX_FLOOR_UJY,
+                   first_detection_mjd: float = float("nan")) -> tuple[np.ndarray, np.ndarray]:
+    """(L, 7) float32 unnormalised features and (L,) float32 Δt in days of merged points (time-ordered).
+
+    Δt is measured from ``first_detection_mjd`` when it is known and not after the first event (the object's
+    ZTF jdstarthist), else from the first event.
+    """
+    start = points.mjd[0]
+    if np.isfinite(first_detection_mjd) and first_detection_mjd < start:
+        start = first_detection_mjd
+    dt_first = points.mjd - start
     dt_prev = np.diff(points.mjd, prepend=points.mjd[0])
     flux = np.maximum(points.flux_ujy, flux_floor_ujy)
     sigma_logf = np.minimum(points.flux_err_ujy / (flux * np.log(10.0)), MAX_SIGMA_LOGF)
@@ -178,8 +187,11 @@ def build_events(lc: LightCurve, config: FeatureConfig | None = None) -> EventSe
     """
     config = config or FeatureConfig()
     points = merge_events(lc, config.merge_window_days, config.bands)
-    features, times = event_features(points, config.flux_floor_ujy)
+    features, times = event_features(points, config.flux_floor_ujy, lc.first_detection_mjd)
     keep = np.ones(len(times), dtype=bool) if config.horizon_days is None else times <= config.horizon_days
+    if not keep.any():
+        raise NoDetectionsError(lc.object_id, f"no detection within {config.horizon_days:g} d of the first detection "
+                                              f"(the first event is {times[0]:.1f} d after it)")
     features, times = features[keep][: config.max_events], times[keep][: config.max_events]
     return EventSequence(lc.object_id, features, times)
 
