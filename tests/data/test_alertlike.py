@@ -5,11 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from applecider_data.alertlike import AlertLikeConfig, alert_like_rows, alert_like_table, event_window, thin_cadence
+from applecider_data.alertlike import (
+    AlertLikeConfig,
+    alert_like_rows,
+    alert_like_table,
+    event_window,
+    thin_cadence,
+)
 
 
 def _rows(mjd, flux, band="ztfg", source="light-curve/test-data", err=1.0, detection=True) -> pd.DataFrame:
-    n = len(mjd)
     return pd.DataFrame({"object_id": "x", "mjd": np.asarray(mjd, float), "band": band, "flux_ujy": np.asarray(flux, float),
                          "flux_err_ujy": err, "is_detection": detection, "source": source})
 
