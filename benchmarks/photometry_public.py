@@ -44,7 +44,7 @@ from applecider_core.records import LightCurve, mag_to_flux_ujy
 from applecider_core.taxonomy import normalise_label
 from applecider_core.training import TrainingConfig
 from applecider_data.alertlike import AlertLikeConfig, alert_like_rows
-from applecider_photometry.data import LabelledCurve, usable_curves
+from applecider_photometry.data import LabelledCurve, cap_per_class, usable_curves
 from applecider_photometry.evaluate import horizon_sweep
 from applecider_photometry.pretrain import run_pretraining
 from applecider_photometry.runconfig import (
@@ -122,16 +122,6 @@ def split_objects(frame: pd.DataFrame, seed: int = 0) -> pd.Series:
 def curves_of(frame: pd.DataFrame) -> list[LabelledCurve]:
     curves = [LabelledCurve(lc, CLASSES.index(label) if label in CLASSES else 0) for lc, label in zip(frame["lc"], frame["label"])]
     return usable_curves(curves, BANDS)[0]
-
-
-def cap_per_class(curves: list[LabelledCurve], cap: int, seed: int = 0) -> list[LabelledCurve]:
-    """At most ``cap`` curves per class (a seeded random subset; CPU budget)."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for label in sorted({c.label for c in curves}):
-        members = [c for c in curves if c.label == label]
-        out += [members[i] for i in sorted(rng.permutation(len(members))[:cap])]
-    return out
 
 
 def main() -> None:

@@ -57,6 +57,7 @@ class FinetuneSection:
     class_weighting: str = "inv_sqrt"  # focal-loss α: none | inv_sqrt (1/sqrt(count)) | class_balanced
     oversample_class: str | None = "TDE"  # rare class given augmented copies (None: off)
     oversample_target: int | None = None  # copies until this count (default: median of the other classes)
+    max_per_class: int | None = None  # a seeded random subset of at most this many curves per class (majority)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     temperature_scaling: bool = True  # fit T on validation, saved in preprocessor.json
     extra_horizons_days: tuple[float, ...] = ()  # also train on copies truncated at these horizons (early epochs)

@@ -34,7 +34,15 @@ from applecider_core.pretrained import PREPROCESSOR_NAME
 from applecider_core.taxonomy import covered_classes, get_taxonomy
 from applecider_core.training import TrainResult, predict, train
 
-from .data import EventDataset, LabelledCurve, fit_stats, load_split, oversample, restrict_classes
+from .data import (
+    EventDataset,
+    LabelledCurve,
+    cap_per_class,
+    fit_stats,
+    load_split,
+    oversample,
+    restrict_classes,
+)
 from .features import FeatureStats, from_preprocessor, preprocessor_dict
 from .modeling import PhotometryClassifier, PhotometryConfig, collate_events
 from .pretraining import MaskedEventModel
@@ -57,9 +65,11 @@ def class_weights(labels: Sequence[int], n_classes: int, method: str) -> tuple[f
 
 def oversampled_with_weights(curves: Sequence[LabelledCurve], ft: FinetuneSection, class_names: Sequence[str]
                              ) -> tuple[list[LabelledCurve], tuple[float, ...] | None]:  # fmt: skip
-    """Training curves with the rare class's augmented copies, and focal α from the counts AFTER oversampling
+    """Training curves (the majority capped at ``max_per_class``) with the rare class's augmented copies, and focal α from the counts AFTER oversampling
     (the counts the loss sees; α from the originals would compensate the rare class twice)."""
     curves = list(curves)
+    if ft.max_per_class is not None:
+        curves = cap_per_class(curves, ft.max_per_class)
     if ft.oversample_class is not None and ft.oversample_class in class_names:
         curves = oversample(curves, list(class_names).index(ft.oversample_class), ft.oversample_target)
     return curves, class_weights([c.label for c in curves], len(class_names), ft.class_weighting)
