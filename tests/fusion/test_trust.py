@@ -112,8 +112,14 @@ def test_trust_settings_round_trip_and_bad_files_are_refused(tmp_path):
     rng = np.random.default_rng(2)
     probs, labels = _calibrated(rng, 800)
     energies = rng.normal(size=100)
-    fitted = fit_trust(TrustFitConfig(), FUSION_CLASSES, probs, labels, {"spectra": energies}, 3,
-                       {"magpsf": (15.0, 20.5)}, "synthetic")
+    ages = rng.choice([3.0, 10.0, 30.0, np.nan], size=len(labels))
+    fitted = fit_trust(TrustFitConfig(), FUSION_CLASSES, probs, labels, ages, {"spectra": energies}, 3,
+                       {"magpsf": (15.0, 20.5)}, "synthetic", age_edges_days=[3, 10, 30, 100])
+    assert fitted.age_edges_days == [3, 10, 30, 100] and len(fitted.thresholds_by_age) == 4
+    young = ages == 3.0
+    assert fitted.thresholds(2.0) == fit_class_thresholds(probs[young], labels[young], FUSION_CLASSES, 0.9)[0]
+    assert fitted.thresholds(100.0) == fitted.thresholds(365.0) == fitted.class_thresholds  # no item that old
+    assert fitted.thresholds(float("nan")) == fitted.class_thresholds
     assert fitted.energy_limits["spectra"] == pytest.approx(np.percentile(energies, 99))
     assert fitted.min_detections == 3 and fitted.metadata_ranges == {"magpsf": [15.0, 20.5]}
     path = fitted.save(tmp_path / TRUST_SETTINGS_NAME)

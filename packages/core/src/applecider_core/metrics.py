@@ -71,6 +71,21 @@ def _nanmean(values: np.ndarray) -> float:
     return float(finite.mean()) if finite.size else float("nan")
 
 
+def confusion_counts(labels: np.ndarray, preds: np.ndarray, n_classes: int) -> dict[str, np.ndarray]:
+    """Confusion matrix (rows: true class) and per-class recall, precision, F1 (0 where undefined); ``present``
+    marks the classes that occur in ``labels`` (macro means average over those)."""
+    labels, preds = np.asarray(labels, dtype=np.int64), np.asarray(preds, dtype=np.int64)
+    confusion = np.bincount(labels * n_classes + preds, minlength=n_classes**2).reshape(n_classes, n_classes)
+    hits, support, predicted = np.diag(confusion), confusion.sum(axis=1), confusion.sum(axis=0)
+    return {
+        "confusion": confusion,
+        "recall": np.divide(hits, support, out=np.zeros(n_classes), where=support > 0),
+        "precision": np.divide(hits, predicted, out=np.zeros(n_classes), where=predicted > 0),
+        "f1": np.divide(2 * hits, support + predicted, out=np.zeros(n_classes), where=support + predicted > 0),
+        "present": support > 0,
+    }
+
+
 def classification_report(
     probs: np.ndarray, labels: np.ndarray, class_names: Sequence[str], top_k: int = 3
 ) -> dict:
@@ -86,12 +101,9 @@ def classification_report(
     with skm_config(skip_parameter_validation=True):  # called per class and subset: validation dominates
         roc = per_class_roc_auc(probs, labels)
         prc = per_class_auprc(probs, labels)
-    confusion = np.bincount(labels * n_classes + preds, minlength=n_classes**2).reshape(n_classes, n_classes)
-    hits, support, predicted = np.diag(confusion), confusion.sum(axis=1), confusion.sum(axis=0)
-    recall = np.divide(hits, support, out=np.zeros(n_classes), where=support > 0)
-    precision = np.divide(hits, predicted, out=np.zeros(n_classes), where=predicted > 0)
-    f1 = np.divide(2 * hits, support + predicted, out=np.zeros(n_classes), where=support + predicted > 0)
-    present = support > 0
+    counts = confusion_counts(labels, preds, n_classes)
+    confusion, recall, precision, f1 = counts["confusion"], counts["recall"], counts["precision"], counts["f1"]
+    present = counts["present"]
     return {
         "n": len(labels),
         "accuracy": float(np.mean(preds == labels)),

@@ -227,7 +227,7 @@ class Classifier:
             return {}
         detections = int(alert.light_curve.is_detection.sum()) if "photometry" in logits else None
         metadata = dict(zip(METADATA_FEATURES, map(float, alert.metadata))) if "images" in logits else None
-        return self.trust.assess(fused, logits, self.fusion.temperatures, detections, metadata)
+        return self.trust.assess(fused, logits, self.fusion.temperatures, detections, metadata, _age_days(alert))
 
 
 def read_fusion_settings(models_dir: Path) -> dict[str, Any]:
@@ -245,6 +245,14 @@ def read_fusion_settings(models_dir: Path) -> dict[str, Any]:
 def _upto(light_curve: LightCurve, mjd: float) -> LightCurve:
     """Points up to the alert's epoch: later alerts of the object must not leak into an earlier one."""
     return light_curve.select(light_curve.mjd <= mjd + 1e-6)
+
+
+def _age_days(alert: Alert) -> float:
+    """Days since the first detection known: the packet's ``age_days`` or the history's earliest detection."""
+    epochs = [alert.mjd - alert.metadata[METADATA_FEATURES.index("age_days")]]
+    epochs += list(alert.light_curve.mjd[alert.light_curve.is_detection])
+    finite = [e for e in epochs if np.isfinite(e)]
+    return float(alert.mjd - min(finite)) if finite else float("nan")
 
 
 def _file_stamp_problems(message: str, notes: list[str], errors: list[str]) -> None:

@@ -138,8 +138,9 @@ class SplitCases:
     """The labelled objects of one split and their cases at every horizon (per object and per alert)."""
 
     labels: dict[str, int]  # object id → fusion class index
-    per_object: dict[float, tuple[np.ndarray, dict[str, np.ndarray]]] = field(default_factory=dict)
-    per_alert: dict[float, tuple[np.ndarray, dict[str, np.ndarray]]] = field(default_factory=dict)
+    # horizon → (labels (N,), logits per modality (N, C_m), age in days since first detection (N,))
+    per_object: dict[float, tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]] = field(default_factory=dict)
+    per_alert: dict[float, tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]] = field(default_factory=dict)
 
 
 def _collect(config: FusionEvaluationConfig, ds: SharedDataset, classifier: Classifier, split: str,
@@ -153,7 +154,8 @@ def _collect(config: FusionEvaluationConfig, ds: SharedDataset, classifier: Clas
         kinds = [("per_object", timelines.per_object)] + ([("per_alert", timelines.per_alert)] if config.per_alert else [])
         for kind, make in kinds:
             cases = make(list(labels), horizon, config.spectra_before_horizon)
-            getattr(out, kind)[horizon] = (np.array([labels[c.object_id] for c in cases], dtype=np.int64), run(cases))
+            getattr(out, kind)[horizon] = (np.array([labels[c.object_id] for c in cases], dtype=np.int64), run(cases),
+                                           np.array([c.age_days for c in cases], dtype=np.float64))
     return out
 
 
@@ -169,16 +171,17 @@ def _training_ranges(ds: SharedDataset) -> tuple[int | None, dict[str, tuple[flo
     return (min(counts) if counts else None), ranges
 
 
-def _pooled(cases: dict[float, tuple[np.ndarray, dict[str, np.ndarray]]]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    labels = np.concatenate([labels for labels, _ in cases.values()])
+def _pooled(cases: dict) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    labels = np.concatenate([labels for labels, _, _ in cases.values()])
+    ages = np.concatenate([ages for _, _, ages in cases.values()])
     modalities = next(iter(cases.values()))[1]
-    return labels, {m: np.concatenate([logits[m] for _, logits in cases.values()]) for m in modalities}
+    return labels, {m: np.concatenate([logits[m] for _, logits, _ in cases.values()]) for m in modalities}, ages
 
 
 def _fit_on_validation(config: FusionEvaluationConfig, classifier: Classifier, ds: SharedDataset,
                        val: SplitCases) -> tuple[dict[str, float], object]:
     """Temperatures then trust settings, from the validation objects pooled over the sweep's horizons."""
-    labels, logits = _pooled(val.per_object)
+    labels, logits, ages = _pooled(val.per_object)
     have = _present(logits)
     temperatures = {}
     if config.fit_temperatures:
@@ -189,18 +192,19 @@ def _fit_on_validation(config: FusionEvaluationConfig, classifier: Classifier, d
     energies = {m: energy_score(v[have[m]], classifier.fusion.temperatures.get(m, 1.0))
                 for m, v in logits.items() if have[m].any()}
     min_detections, ranges = _training_ranges(ds)
-    trust = fit_trust(config.trust, classifier.fusion.classes, fused[ok], labels[ok], energies, min_detections,
-                      ranges, fitted_on=f"{config.dataset} (val, per object at {list(config.sweep_days)} d)")
+    trust = fit_trust(config.trust, classifier.fusion.classes, fused[ok], labels[ok], ages[ok], energies,
+                      min_detections, ranges, fitted_on=f"{config.dataset} (val, per object at {list(config.sweep_days)} d)",
+                      age_edges_days=config.sweep_days)
     return temperatures, trust
 
 
 def _trust_block(classifier: Classifier, trust, cases: dict) -> dict:
     block = {}
-    for horizon, (labels, logits) in cases.items():
+    for horizon, (labels, logits, ages) in cases.items():
         fused = _fused(classifier, logits)
         ok = ~np.isnan(fused).any(axis=1)
         if ok.any():
-            block[f"{horizon:g}"] = trust_report(trust, fused[ok], labels[ok])
+            block[f"{horizon:g}"] = trust_report(trust, fused[ok], labels[ok], ages[ok])
     return block
 
 
@@ -222,7 +226,7 @@ def evaluate(config: FusionEvaluationConfig) -> dict:
                     "splits": {}, "horizons": {}, "trust": {"settings": TRUST_SETTINGS_NAME}}
     for split, cases in splits.items():
         for kind in ("per_object", "per_alert"):
-            for horizon, (labels, logits) in getattr(cases, kind).items():
+            for horizon, (labels, logits, _) in getattr(cases, kind).items():
                 block = result["horizons"].setdefault(f"{horizon:g}", {}).setdefault(kind, {})
                 block[split] = _split_report(classifier, logits, labels)
             result["trust"].setdefault(split, {})[kind] = _trust_block(classifier, trust, getattr(cases, kind))

@@ -34,6 +34,7 @@ class Case:
 
     object_id: str
     cut_mjd: float  # NaN when the object has no photometric epoch
+    age_days: float  # cut_mjd - first detection (NaN when unknown)
     light_curve: LightCurve | None
     alert: Alert | None
     spectrum: Spectrum | None
@@ -97,7 +98,8 @@ class Timelines:
         curve = self.light_curve(object_id)
         if curve is not None:
             curve = curve.select(curve.mjd <= cut_mjd + 1e-6) if np.isfinite(cut_mjd) else None
-        return Case(object_id, cut_mjd, curve, alert, self.spectrum(object_id, first_mjd, cut_mjd, spectra_before))
+        return Case(object_id, cut_mjd, cut_mjd - first_mjd, curve, alert,
+                    self.spectrum(object_id, first_mjd, cut_mjd, spectra_before))
 
     def per_object(self, object_ids: Sequence[str], horizon_days: float, spectra_before: bool) -> list[Case]:
         cases = []

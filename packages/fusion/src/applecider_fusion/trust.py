@@ -8,7 +8,9 @@ Fitted on the validation split by ``cider evaluate`` and stored next to the mode
   items of class c, t_c is the ⌈(n_c+1)·coverage⌉-th largest p_c, so a new item of class c gets c in its set
   with probability ≥ coverage. A class with fewer validation items than that needs (n_c < coverage/(1-coverage))
   gets the pooled threshold computed from all classes together (a marginal guarantee only; listed in
-  ``pooled_classes``).
+  ``pooled_classes``). What a model knows changes with the age of the transient, so thresholds are also fitted
+  per age bin (days since first detection, upper edges ``age_edges_days``: the evaluation's horizons); an item
+  of unknown age uses the thresholds fitted on all ages together (``class_thresholds``).
 - **abstain**: the set is not exactly the top class (several classes, none, or one other than the argmax),
   or the fused score (top probability) is below ``abstain_below``: the lowest score threshold at which the
   validation items kept reach ``abstain_accuracy``.
@@ -38,6 +40,11 @@ def energy_score(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     z = np.asarray(logits, dtype=np.float64) / temperature
     top = z.max(axis=1)
     return -temperature * (top + np.log(np.exp(z - top[:, None]).sum(axis=1)))
+
+
+def age_bins(edges_days: Sequence[float], ages_days: np.ndarray) -> np.ndarray:
+    """Index of the first upper edge ≥ each age (ages beyond the last edge go to the last bin)."""
+    return np.minimum(np.searchsorted(edges_days, np.asarray(ages_days) - 1e-6), len(edges_days) - 1)
 
 
 def conformal_threshold(true_class_probs: np.ndarray, coverage: float) -> float | None:
@@ -81,8 +88,10 @@ class TrustSettings:
 
     classes: list[str]
     coverage: float
-    class_thresholds: dict[str, float]
+    class_thresholds: dict[str, float]  # all ages together
     pooled_classes: list[str] = field(default_factory=list)
+    age_edges_days: list[float] = field(default_factory=list)  # upper edges of the age bins (last: and older)
+    thresholds_by_age: list[dict[str, float]] = field(default_factory=list)  # one per age bin
     abstain_below: float = 0.0
     abstain_accuracy: float = 0.9
     min_detections: int | None = None
@@ -92,9 +101,16 @@ class TrustSettings:
     fitted_on: str = ""
 
     # ---- applying ------------------------------------------------------------------------------------
-    def prediction_set(self, fused: np.ndarray) -> list[str]:
+    def thresholds(self, age_days: float | None = None) -> dict[str, float]:
+        """Per-class thresholds for an item ``age_days`` after first detection (None/NaN: all ages)."""
+        if age_days is None or not np.isfinite(age_days) or not self.age_edges_days:
+            return self.class_thresholds
+        return self.thresholds_by_age[int(age_bins(self.age_edges_days, np.array([age_days]))[0])]
+
+    def prediction_set(self, fused: np.ndarray, age_days: float | None = None) -> list[str]:
         """Fusion classes in the conformal set of one (T,) fused distribution."""
-        return [c for c, p in zip(self.classes, fused) if p >= self.class_thresholds[c]]
+        thresholds = self.thresholds(age_days)
+        return [c for c, p in zip(self.classes, fused) if p >= thresholds[c]]
 
     def ood_reasons(self, logits: Mapping[str, np.ndarray], temperatures: Mapping[str, float],
                     detections: int | None = None, metadata: Mapping[str, float] | None = None) -> list[str]:
@@ -116,9 +132,10 @@ class TrustSettings:
         return reasons
 
     def assess(self, fused: np.ndarray, logits: Mapping[str, np.ndarray], temperatures: Mapping[str, float],
-               detections: int | None = None, metadata: Mapping[str, float] | None = None) -> dict:
+               detections: int | None = None, metadata: Mapping[str, float] | None = None,
+               age_days: float | None = None) -> dict:
         """The record fields prediction_set, abstain, ood and ood_reasons for one item."""
-        members = self.prediction_set(fused)
+        members = self.prediction_set(fused, age_days)
         reasons = self.ood_reasons(logits, temperatures, detections, metadata)
         top = self.classes[int(np.argmax(fused))]
         return {"prediction_set": members, "abstain": bool(members != [top] or fused.max() < self.abstain_below),
@@ -139,9 +156,13 @@ class TrustSettings:
         if unknown:
             raise FusionError(f"{path}: unknown keys {unknown}; allowed: {sorted(allowed)}")
         settings = cls(**values)
-        missing = sorted(set(settings.classes) - set(settings.class_thresholds))
-        if missing:
-            raise FusionError(f"{path}: no conformal threshold for classes {missing}")
+        for thresholds in (settings.class_thresholds, *settings.thresholds_by_age):
+            missing = sorted(set(settings.classes) - set(thresholds))
+            if missing:
+                raise FusionError(f"{path}: no conformal threshold for classes {missing}")
+        if len(settings.thresholds_by_age) != len(settings.age_edges_days):
+            raise FusionError(f"{path}: {len(settings.age_edges_days)} age bins but "
+                              f"{len(settings.thresholds_by_age)} threshold sets")
         return settings
 
 
@@ -168,11 +189,13 @@ class TrustFitConfig:
 
 
 def fit_trust(config: TrustFitConfig, classes: Sequence[str], probs: np.ndarray, labels: np.ndarray,
-              energies: Mapping[str, np.ndarray], min_detections: int | None,
-              metadata_ranges: Mapping[str, Sequence[float]], fitted_on: str) -> TrustSettings:
-    """Trust settings from validation fused ``probs`` (N, T), ``labels`` (N,) and per-modality energies."""
+              ages: np.ndarray, energies: Mapping[str, np.ndarray], min_detections: int | None,
+              metadata_ranges: Mapping[str, Sequence[float]], fitted_on: str,
+              age_edges_days: Sequence[float] = ()) -> TrustSettings:
+    """Trust settings from validation fused ``probs`` (N, T), ``labels`` (N,), ``ages`` (N,) days since first
+    detection and per-modality energies; one threshold set per age bin of ``age_edges_days``."""
     thresholds, pooled = fit_class_thresholds(probs, labels, classes, config.coverage)
-    return TrustSettings(
+    settings = TrustSettings(
         classes=list(classes), coverage=config.coverage, class_thresholds=thresholds, pooled_classes=pooled,
         abstain_below=fit_abstain_threshold(probs, labels, config.abstain_accuracy),
         abstain_accuracy=config.abstain_accuracy, min_detections=min_detections,
@@ -180,12 +203,27 @@ def fit_trust(config: TrustFitConfig, classes: Sequence[str], probs: np.ndarray,
         energy_limits={m: float(np.percentile(e, config.energy_percentile)) for m, e in energies.items() if len(e)},
         energy_percentile=config.energy_percentile, fitted_on=fitted_on,
     )
+    if age_edges_days:
+        edges = sorted(float(e) for e in age_edges_days)
+        finite = np.isfinite(ages)
+        bins = age_bins(edges, np.where(finite, ages, 0.0))
+        for b, edge in enumerate(edges):
+            chosen = finite & (bins == b)
+            try:
+                by_age = fit_class_thresholds(probs[chosen], labels[chosen], classes, config.coverage)[0]
+            except FusionError:  # too few validation items of this age: the all-ages thresholds
+                by_age = dict(thresholds)
+            settings.thresholds_by_age.append(by_age)
+            settings.age_edges_days.append(edge)
+    return settings
 
 
-def trust_report(settings: TrustSettings, probs: np.ndarray, labels: np.ndarray) -> dict:
+def trust_report(settings: TrustSettings, probs: np.ndarray, labels: np.ndarray,
+                 ages: np.ndarray | None = None) -> dict:
     """Empirical coverage (overall and per class), set sizes and abstention of the settings on labelled items."""
-    thresholds = np.array([settings.class_thresholds[c] for c in settings.classes])
-    in_set = probs >= thresholds[None, :]  # (N, T)
+    ages = np.full(len(labels), np.nan) if ages is None else ages
+    thresholds = np.array([[settings.thresholds(a)[c] for c in settings.classes] for a in ages]).reshape(-1, len(settings.classes))
+    in_set = probs >= thresholds  # (N, T)
     covered = in_set[np.arange(len(labels)), labels]
     sizes = in_set.sum(axis=1)
     top_only = (sizes == 1) & in_set[np.arange(len(labels)), probs.argmax(axis=1)]
