@@ -50,7 +50,7 @@ def test_class_conditional_coverage_holds_on_exchangeable_data(seed, coverage):
     calibration, test = _calibrated(rng, 10_000), _calibrated(rng, 10_000)
     thresholds, pooled = fit_class_thresholds(*calibration, FUSION_CLASSES, coverage)
     assert not pooled
-    report = trust_report(TrustSettings(list(FUSION_CLASSES), coverage, thresholds), *test)
+    report = trust_report(TrustSettings(list(FUSION_CLASSES), coverage, {"all": thresholds}), *test)
     for c, block in enumerate(report["per_class_coverage"].values()):
         n_calibration = (calibration[1] == c).sum()
         # coverage ≥ target in expectation; allow 4 standard errors of calibration and test sampling
@@ -83,7 +83,8 @@ def test_abstain_threshold_keeps_the_confident_items_at_the_target_accuracy():
 
 def _settings(**overrides) -> TrustSettings:
     values = dict(classes=list(FUSION_CLASSES), coverage=0.9,
-                  class_thresholds={"SN I": 0.3, "SN II": 0.3, "CV": 0.5, "AGN": 0.5, "TDE": 0.2},
+                  group_thresholds={"all": {"SN I": 0.3, "SN II": 0.3, "CV": 0.5, "AGN": 0.5, "TDE": 0.2},
+                                    "photometry": {"SN I": 0.3, "SN II": 0.3, "CV": 0.5, "AGN": 0.5, "TDE": 0.2}},
                   abstain_below=0.6, min_detections=2, metadata_ranges={"magpsf": [14.0, 21.0]},
                   energy_limits={"photometry": -3.0}, fitted_on="test")
     return TrustSettings(**{**values, **overrides})
@@ -92,9 +93,11 @@ def _settings(**overrides) -> TrustSettings:
 def test_assess_gives_sets_abstention_and_every_ood_reason():
     trust = _settings()
     confident = trust.assess(np.array([0.9, 0.05, 0.0, 0.0, 0.05]), {"photometry": np.array([8.0, 0.0])}, {})
-    assert confident == {"prediction_set": ["SN I"], "abstain": False, "ood": False, "ood_reasons": []}
-    torn = trust.assess(np.array([0.45, 0.4, 0.0, 0.0, 0.15]), {}, {})
+    assert confident == {"prediction_set": ["SN I"], "abstain": False, "ood": False, "ood_reasons": [], "notes": []}
+    torn = trust.assess(np.array([0.45, 0.4, 0.0, 0.0, 0.15]), {"images": np.zeros(3)}, {})
     assert torn["prediction_set"] == ["SN I", "SN II"] and torn["abstain"]
+    assert torn["notes"] == ["prediction_set: no validation calibration for images inputs; thresholds of all "
+                             "inputs used, coverage not guaranteed"]
     other = trust.assess(np.array([0.25, 0.2, 0.2, 0.1, 0.25]), {}, {})  # set {TDE} is not the top class
     assert other["abstain"]
     strange = trust.assess(np.array([0.9, 0.05, 0.0, 0.0, 0.05]), {"photometry": np.array([0.1, 0.0])}, {},
@@ -113,13 +116,22 @@ def test_trust_settings_round_trip_and_bad_files_are_refused(tmp_path):
     probs, labels = _calibrated(rng, 800)
     energies = rng.normal(size=100)
     ages = rng.choice([3.0, 10.0, 30.0, np.nan], size=len(labels))
-    fitted = fit_trust(TrustFitConfig(), FUSION_CLASSES, probs, labels, ages, {"spectra": energies}, 3,
+    patterns = np.where(np.arange(len(labels)) % 4 == 0, "photometry+images", "photometry")
+    patterns[:40] = "spectra"  # 40 items: some class calibrated, others borrowed from "all"
+    fitted = fit_trust(TrustFitConfig(), FUSION_CLASSES, probs, labels, patterns, ages, {"spectra": energies}, 3,
                        {"magpsf": (15.0, 20.5)}, "synthetic", age_edges_days=[3, 10, 30, 100])
-    assert fitted.age_edges_days == [3, 10, 30, 100] and len(fitted.thresholds_by_age) == 4
-    young = ages == 3.0
-    assert fitted.thresholds(2.0) == fit_class_thresholds(probs[young], labels[young], FUSION_CLASSES, 0.9)[0]
-    assert fitted.thresholds(100.0) == fitted.thresholds(365.0) == fitted.class_thresholds  # no item that old
-    assert fitted.thresholds(float("nan")) == fitted.class_thresholds
+    groups = fitted.group_thresholds
+    assert fitted.age_edges_days == [3, 10, 30, 100]
+    young = (ages == 3.0) & (patterns == "photometry")
+    assert groups["photometry@3"] == fit_class_thresholds(probs[young], labels[young], FUSION_CLASSES, 0.9,
+                                                          fallback=groups["photometry"])[0]
+    assert fitted.group(["photometry"], 2.0) == "photometry@3"
+    assert fitted.group(["photometry"], 365.0) == "photometry"  # no item that old: the pattern's thresholds
+    assert fitted.group(["photometry"], float("nan")) == "photometry"
+    assert fitted.group(["images", "photometry"], 10.0) == "photometry+images@10"
+    assert fitted.group(["images"], 3.0) == "all"
+    rare = [c for c in FUSION_CLASSES if (labels[:40] == FUSION_CLASSES.index(c)).sum() < 9]
+    assert rare and all(groups["spectra"][c] == groups["all"][c] for c in rare)
     assert fitted.energy_limits["spectra"] == pytest.approx(np.percentile(energies, 99))
     assert fitted.min_detections == 3 and fitted.metadata_ranges == {"magpsf": [15.0, 20.5]}
     path = fitted.save(tmp_path / TRUST_SETTINGS_NAME)
@@ -140,12 +152,13 @@ def test_records_without_trust_settings_say_so_and_with_them_carry_the_fields(mo
         assert NO_TRUST_NOTE in record["notes"] and not record["errors"]
     trusted_dir = tmp_path / "models"
     shutil.copytree(models_dir, trusted_dir)
-    _settings(abstain_below=0.0, class_thresholds=dict.fromkeys(FUSION_CLASSES, 0.0),
+    _settings(abstain_below=0.0, group_thresholds={"all": dict.fromkeys(FUSION_CLASSES, 0.0)},
               energy_limits={}).save(trusted_dir / TRUST_SETTINGS_NAME)
     trusted = Classifier.from_dir(trusted_dir).classify(packets)
     for record in trusted:
         assert record["prediction_set"] == list(FUSION_CLASSES) and record["abstain"] is True
         assert isinstance(record["ood"], bool) and NO_TRUST_NOTE not in record["notes"]
+        assert any("no validation calibration for photometry+images" in n for n in record["notes"])
     paths = synthetic.write_alert_files(tmp_path / "night", 3, seed=9)
     assert classify_main([str(p) for p in paths] + ["--models", str(trusted_dir), "--out",
                                                     str(tmp_path / "o.jsonl"), "--no-progress"]) == 0

@@ -227,7 +227,9 @@ class Classifier:
             return {}
         detections = int(alert.light_curve.is_detection.sum()) if "photometry" in logits else None
         metadata = dict(zip(METADATA_FEATURES, map(float, alert.metadata))) if "images" in logits else None
-        return self.trust.assess(fused, logits, self.fusion.temperatures, detections, metadata, _age_days(alert))
+        fields = self.trust.assess(fused, logits, self.fusion.temperatures, detections, metadata, _age_days(alert))
+        notes += fields.pop("notes")
+        return fields
 
 
 def read_fusion_settings(models_dir: Path) -> dict[str, Any]:

@@ -7,7 +7,7 @@ coverage-aware mean. Reported per object and per alert (every alert before the h
 each single-modality model and the fused result on the common set (objects with every modality), on all
 objects and per missing-modality pattern; confusion matrices (PNG) at ``horizon_days`` for val and test.
 
-Fitted on validation (per object, pooled over the sweep's horizons) and written to ``output_dir``:
+Fitted on validation (objects at every horizon, alerts up to the last) and written to ``output_dir``:
 ``fusion.json`` (per-modality temperatures and weights) and ``trust.json`` (conformal thresholds, abstention
 threshold, out-of-distribution limits; see ``trust.py``), with their measured test coverage in report.json.
 Copy both next to the model folders and ``cider classify`` uses them.
@@ -34,7 +34,7 @@ from applecider_core.records import METADATA_FEATURES
 from .classifier import FUSION_SETTINGS_NAME, Classifier, Timings
 from .fusion import MODALITIES, FusionError
 from .horizon import Case, Timelines
-from .trust import TRUST_SETTINGS_NAME, TrustFitConfig, energy_score, fit_trust, trust_report
+from .trust import TRUST_SETTINGS_NAME, TrustFitConfig, energy_score, fit_trust, pattern_of, trust_report
 
 logger = logging.getLogger(__name__)
 
@@ -171,17 +171,26 @@ def _training_ranges(ds: SharedDataset) -> tuple[int | None, dict[str, tuple[flo
     return (min(counts) if counts else None), ranges
 
 
-def _pooled(cases: dict) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
-    labels = np.concatenate([labels for labels, _, _ in cases.values()])
-    ages = np.concatenate([ages for _, _, ages in cases.values()])
-    modalities = next(iter(cases.values()))[1]
-    return labels, {m: np.concatenate([logits[m] for _, logits, _ in cases.values()]) for m in modalities}, ages
+def _pooled(blocks: Sequence[tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]]
+            ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    labels = np.concatenate([labels for labels, _, _ in blocks])
+    ages = np.concatenate([ages for _, _, ages in blocks])
+    return labels, {m: np.concatenate([logits[m] for _, logits, _ in blocks]) for m in blocks[0][1]}, ages
+
+
+def _patterns(logits: dict[str, np.ndarray]) -> np.ndarray:
+    """(N,) modality pattern of each case (``photometry+images``; MODALITIES order as in the records)."""
+    present = _present(logits)
+    n = len(next(iter(logits.values())))
+    return np.array([pattern_of([m for m in logits if present[m][i]]) for i in range(n)], dtype=object)
 
 
 def _fit_on_validation(config: FusionEvaluationConfig, classifier: Classifier, ds: SharedDataset,
                        val: SplitCases) -> tuple[dict[str, float], object]:
-    """Temperatures then trust settings, from the validation objects pooled over the sweep's horizons."""
-    labels, logits, ages = _pooled(val.per_object)
+    """Temperatures then trust settings, from the validation objects at every horizon of the sweep and
+    (when evaluated) every validation alert up to the last horizon, each once."""
+    blocks = list(val.per_object.values()) + ([val.per_alert[max(val.per_alert)]] if val.per_alert else [])
+    labels, logits, ages = _pooled(blocks)
     have = _present(logits)
     temperatures = {}
     if config.fit_temperatures:
@@ -192,9 +201,10 @@ def _fit_on_validation(config: FusionEvaluationConfig, classifier: Classifier, d
     energies = {m: energy_score(v[have[m]], classifier.fusion.temperatures.get(m, 1.0))
                 for m, v in logits.items() if have[m].any()}
     min_detections, ranges = _training_ranges(ds)
-    trust = fit_trust(config.trust, classifier.fusion.classes, fused[ok], labels[ok], ages[ok], energies,
-                      min_detections, ranges, fitted_on=f"{config.dataset} (val, per object at {list(config.sweep_days)} d)",
-                      age_edges_days=config.sweep_days)
+    sweep = list(config.sweep_days)
+    trust = fit_trust(config.trust, classifier.fusion.classes, fused[ok], labels[ok], _patterns(logits)[ok],
+                      ages[ok], energies, min_detections, ranges, age_edges_days=sweep,
+                      fitted_on=f"{config.dataset} (val: objects at {sweep} d, alerts up to {max(sweep):g} d)")
     return temperatures, trust
 
 
@@ -204,7 +214,7 @@ def _trust_block(classifier: Classifier, trust, cases: dict) -> dict:
         fused = _fused(classifier, logits)
         ok = ~np.isnan(fused).any(axis=1)
         if ok.any():
-            block[f"{horizon:g}"] = trust_report(trust, fused[ok], labels[ok], ages[ok])
+            block[f"{horizon:g}"] = trust_report(trust, fused[ok], labels[ok], _patterns(logits)[ok], ages[ok])
     return block
 
 

@@ -8,9 +8,13 @@ Fitted on the validation split by ``cider evaluate`` and stored next to the mode
   items of class c, t_c is the ⌈(n_c+1)·coverage⌉-th largest p_c, so a new item of class c gets c in its set
   with probability ≥ coverage. A class with fewer validation items than that needs (n_c < coverage/(1-coverage))
   gets the pooled threshold computed from all classes together (a marginal guarantee only; listed in
-  ``pooled_classes``). What a model knows changes with the age of the transient, so thresholds are also fitted
-  per age bin (days since first detection, upper edges ``age_edges_days``: the evaluation's horizons); an item
-  of unknown age uses the thresholds fitted on all ages together (``class_thresholds``).
+  ``pooled_classes``). Fused probabilities depend on which modalities an item has and on the transient's age,
+  so thresholds are fitted per group, most specific first: modality pattern and age bin (days since first
+  detection, upper edges ``age_edges_days``: the evaluation's horizons; e.g. ``photometry+images@10``), the
+  pattern alone (``photometry+images``), then all items (``all``). In a group, a class with too few
+  validation items takes its threshold from the next coarser group; a group where no class has enough items
+  is not stored, and its items use the next coarser one. ``assess`` says in a note when an item's modality
+  pattern had no calibration of its own (its coverage is then not guaranteed).
 - **abstain**: the set is not exactly the top class (several classes, none, or one other than the argmax),
   or the fused score (top probability) is below ``abstain_below``: the lowest score threshold at which the
   validation items kept reach ``abstain_accuracy``.
@@ -29,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .fusion import FusionError
+from .fusion import MODALITIES, FusionError
 
 TRUST_SETTINGS_NAME = "trust.json"
 NO_TRUST_NOTE = f"no {TRUST_SETTINGS_NAME} next to the models: prediction_set, abstain and ood not assessed"
@@ -42,9 +46,26 @@ def energy_score(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return -temperature * (top + np.log(np.exp(z - top[:, None]).sum(axis=1)))
 
 
+ALL = "all"
+
+
+def pattern_of(modalities: Sequence[str]) -> str:
+    """``photometry+images``-style name of a set of modalities (in MODALITIES order)."""
+    return "+".join(m for m in MODALITIES if m in modalities)
+
+
 def age_bins(edges_days: Sequence[float], ages_days: np.ndarray) -> np.ndarray:
     """Index of the first upper edge ≥ each age (ages beyond the last edge go to the last bin)."""
     return np.minimum(np.searchsorted(edges_days, np.asarray(ages_days) - 1e-6), len(edges_days) - 1)
+
+
+def group_keys(modalities: Sequence[str], edges_days: Sequence[float], age_days: float | None) -> list[str]:
+    """Calibration groups of an item, most specific first: pattern@age bin, pattern, all."""
+    pattern = pattern_of(modalities)
+    keys = [pattern, ALL]
+    if edges_days and age_days is not None and np.isfinite(age_days):
+        keys.insert(0, f"{pattern}@{edges_days[int(age_bins(edges_days, np.array([age_days]))[0])]:g}")
+    return keys
 
 
 def conformal_threshold(true_class_probs: np.ndarray, coverage: float) -> float | None:
@@ -56,20 +77,41 @@ def conformal_threshold(true_class_probs: np.ndarray, coverage: float) -> float 
     return float(np.sort(true_class_probs)[::-1][rank - 1])
 
 
-def fit_class_thresholds(probs: np.ndarray, labels: np.ndarray, classes: Sequence[str],
-                         coverage: float) -> tuple[dict[str, float], list[str]]:
-    """Per-class thresholds (see module docstring) and the classes that fell back to the pooled one."""
+def fit_class_thresholds(probs: np.ndarray, labels: np.ndarray, classes: Sequence[str], coverage: float,
+                         fallback: dict[str, float] | None = None) -> tuple[dict[str, float], list[str]]:
+    """Per-class thresholds (see module docstring) and the classes without enough items of their own, which
+    take ``fallback``'s threshold or, without one, the threshold pooled over all classes."""
     true_probs = probs[np.arange(len(labels)), labels]
     pooled = conformal_threshold(true_probs, coverage)
-    if pooled is None:
+    if pooled is None and fallback is None:
         raise FusionError(f"{len(labels)} validation items are too few for {coverage:.0%} conformal coverage")
-    thresholds, fallback = {}, []
+    thresholds, borrowed = {}, []
     for c, name in enumerate(classes):
         own = conformal_threshold(true_probs[labels == c], coverage)
-        thresholds[name] = pooled if own is None else own
+        thresholds[name] = own if own is not None else (fallback[name] if fallback is not None else pooled)
         if own is None:
-            fallback.append(name)
-    return thresholds, fallback
+            borrowed.append(name)
+    return thresholds, borrowed
+
+
+def fit_group_thresholds(probs: np.ndarray, labels: np.ndarray, classes: Sequence[str], coverage: float,
+                         patterns: np.ndarray, ages: np.ndarray,
+                         edges_days: Sequence[float]) -> tuple[dict[str, dict[str, float]], list[str]]:
+    """Thresholds of every group with enough items (module docstring) and the pooled classes of "all"."""
+    overall, pooled = fit_class_thresholds(probs, labels, classes, coverage)
+    groups = {ALL: overall}
+    finite = np.isfinite(ages)
+    bins = age_bins(edges_days, np.where(finite, ages, 0.0)) if edges_days else np.zeros(len(labels), int)
+    for pattern in sorted(set(patterns.tolist())):
+        subsets = [(pattern, patterns == pattern, ALL)]
+        subsets += [(f"{pattern}@{edge:g}", (patterns == pattern) & finite & (bins == b), pattern)
+                    for b, edge in enumerate(edges_days)]
+        for key, chosen, parent in subsets:
+            fitted, borrowed = fit_class_thresholds(probs[chosen], labels[chosen], classes, coverage,
+                                                    fallback=groups.get(parent, overall))
+            if len(borrowed) < len(classes):  # some class calibrated here
+                groups[key] = fitted
+    return groups, pooled
 
 
 def fit_abstain_threshold(probs: np.ndarray, labels: np.ndarray, target_accuracy: float) -> float:
@@ -88,10 +130,9 @@ class TrustSettings:
 
     classes: list[str]
     coverage: float
-    class_thresholds: dict[str, float]  # all ages together
-    pooled_classes: list[str] = field(default_factory=list)
+    group_thresholds: dict[str, dict[str, float]]  # group key (see module docstring) → class → threshold
+    pooled_classes: list[str] = field(default_factory=list)  # classes of group "all" on the pooled threshold
     age_edges_days: list[float] = field(default_factory=list)  # upper edges of the age bins (last: and older)
-    thresholds_by_age: list[dict[str, float]] = field(default_factory=list)  # one per age bin
     abstain_below: float = 0.0
     abstain_accuracy: float = 0.9
     min_detections: int | None = None
@@ -101,15 +142,16 @@ class TrustSettings:
     fitted_on: str = ""
 
     # ---- applying ------------------------------------------------------------------------------------
-    def thresholds(self, age_days: float | None = None) -> dict[str, float]:
-        """Per-class thresholds for an item ``age_days`` after first detection (None/NaN: all ages)."""
-        if age_days is None or not np.isfinite(age_days) or not self.age_edges_days:
-            return self.class_thresholds
-        return self.thresholds_by_age[int(age_bins(self.age_edges_days, np.array([age_days]))[0])]
+    def group(self, modalities: Sequence[str], age_days: float | None = None) -> str:
+        """The most specific calibrated group of an item with ``modalities``, ``age_days`` after first detection."""
+        for key in group_keys(modalities, self.age_edges_days, age_days):
+            if key in self.group_thresholds:
+                return key
+        return ALL
 
-    def prediction_set(self, fused: np.ndarray, age_days: float | None = None) -> list[str]:
-        """Fusion classes in the conformal set of one (T,) fused distribution."""
-        thresholds = self.thresholds(age_days)
+    def prediction_set(self, fused: np.ndarray, group: str = "all") -> list[str]:
+        """Fusion classes in the conformal set of one (T,) fused distribution, with the thresholds of ``group``."""
+        thresholds = self.group_thresholds[group]
         return [c for c, p in zip(self.classes, fused) if p >= thresholds[c]]
 
     def ood_reasons(self, logits: Mapping[str, np.ndarray], temperatures: Mapping[str, float],
@@ -134,12 +176,18 @@ class TrustSettings:
     def assess(self, fused: np.ndarray, logits: Mapping[str, np.ndarray], temperatures: Mapping[str, float],
                detections: int | None = None, metadata: Mapping[str, float] | None = None,
                age_days: float | None = None) -> dict:
-        """The record fields prediction_set, abstain, ood and ood_reasons for one item."""
-        members = self.prediction_set(fused, age_days)
+        """The record fields prediction_set, abstain, ood and ood_reasons for one item (the modalities are the
+        keys of ``logits``), and ``notes`` about them."""
+        group = self.group(list(logits), age_days)
+        members = self.prediction_set(fused, group)
         reasons = self.ood_reasons(logits, temperatures, detections, metadata)
         top = self.classes[int(np.argmax(fused))]
+        notes = []
+        if group == ALL and pattern_of(list(logits)) not in self.group_thresholds:
+            notes.append(f"prediction_set: no validation calibration for {pattern_of(list(logits))} inputs; "
+                         "thresholds of all inputs used, coverage not guaranteed")
         return {"prediction_set": members, "abstain": bool(members != [top] or fused.max() < self.abstain_below),
-                "ood": bool(reasons), "ood_reasons": reasons}
+                "ood": bool(reasons), "ood_reasons": reasons, "notes": notes}
 
     # ---- storage -------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
@@ -156,13 +204,12 @@ class TrustSettings:
         if unknown:
             raise FusionError(f"{path}: unknown keys {unknown}; allowed: {sorted(allowed)}")
         settings = cls(**values)
-        for thresholds in (settings.class_thresholds, *settings.thresholds_by_age):
+        if ALL not in settings.group_thresholds:
+            raise FusionError(f"{path}: no conformal thresholds for group {ALL!r}")
+        for key, thresholds in settings.group_thresholds.items():
             missing = sorted(set(settings.classes) - set(thresholds))
             if missing:
-                raise FusionError(f"{path}: no conformal threshold for classes {missing}")
-        if len(settings.thresholds_by_age) != len(settings.age_edges_days):
-            raise FusionError(f"{path}: {len(settings.age_edges_days)} age bins but "
-                              f"{len(settings.thresholds_by_age)} threshold sets")
+                raise FusionError(f"{path}: group {key!r} has no conformal threshold for classes {missing}")
         return settings
 
 
@@ -189,41 +236,32 @@ class TrustFitConfig:
 
 
 def fit_trust(config: TrustFitConfig, classes: Sequence[str], probs: np.ndarray, labels: np.ndarray,
-              ages: np.ndarray, energies: Mapping[str, np.ndarray], min_detections: int | None,
-              metadata_ranges: Mapping[str, Sequence[float]], fitted_on: str,
+              patterns: np.ndarray, ages: np.ndarray, energies: Mapping[str, np.ndarray],
+              min_detections: int | None, metadata_ranges: Mapping[str, Sequence[float]], fitted_on: str,
               age_edges_days: Sequence[float] = ()) -> TrustSettings:
-    """Trust settings from validation fused ``probs`` (N, T), ``labels`` (N,), ``ages`` (N,) days since first
-    detection and per-modality energies; one threshold set per age bin of ``age_edges_days``."""
-    thresholds, pooled = fit_class_thresholds(probs, labels, classes, config.coverage)
-    settings = TrustSettings(
-        classes=list(classes), coverage=config.coverage, class_thresholds=thresholds, pooled_classes=pooled,
-        abstain_below=fit_abstain_threshold(probs, labels, config.abstain_accuracy),
+    """Trust settings from validation fused ``probs`` (N, T), ``labels`` (N,), modality ``patterns`` (N,) str,
+    ``ages`` (N,) days since first detection (NaN: unknown) and per-modality energies."""
+    edges = sorted(float(e) for e in age_edges_days)
+    groups, pooled = fit_group_thresholds(probs, labels, classes, config.coverage, np.asarray(patterns),
+                                          np.asarray(ages, dtype=np.float64), edges)
+    return TrustSettings(
+        classes=list(classes), coverage=config.coverage, group_thresholds=groups, pooled_classes=pooled,
+        age_edges_days=edges, abstain_below=fit_abstain_threshold(probs, labels, config.abstain_accuracy),
         abstain_accuracy=config.abstain_accuracy, min_detections=min_detections,
         metadata_ranges={k: [float(v[0]), float(v[1])] for k, v in metadata_ranges.items()},
         energy_limits={m: float(np.percentile(e, config.energy_percentile)) for m, e in energies.items() if len(e)},
         energy_percentile=config.energy_percentile, fitted_on=fitted_on,
     )
-    if age_edges_days:
-        edges = sorted(float(e) for e in age_edges_days)
-        finite = np.isfinite(ages)
-        bins = age_bins(edges, np.where(finite, ages, 0.0))
-        for b, edge in enumerate(edges):
-            chosen = finite & (bins == b)
-            try:
-                by_age = fit_class_thresholds(probs[chosen], labels[chosen], classes, config.coverage)[0]
-            except FusionError:  # too few validation items of this age: the all-ages thresholds
-                by_age = dict(thresholds)
-            settings.thresholds_by_age.append(by_age)
-            settings.age_edges_days.append(edge)
-    return settings
 
 
 def trust_report(settings: TrustSettings, probs: np.ndarray, labels: np.ndarray,
-                 ages: np.ndarray | None = None) -> dict:
+                 patterns: np.ndarray | None = None, ages: np.ndarray | None = None) -> dict:
     """Empirical coverage (overall and per class), set sizes and abstention of the settings on labelled items."""
+    patterns = np.full(len(labels), "") if patterns is None else np.asarray(patterns)
     ages = np.full(len(labels), np.nan) if ages is None else ages
-    thresholds = np.array([[settings.thresholds(a)[c] for c in settings.classes] for a in ages]).reshape(-1, len(settings.classes))
-    in_set = probs >= thresholds  # (N, T)
+    groups = [settings.group(p.split("+") if p else [], a) for p, a in zip(patterns, ages)]
+    thresholds = np.array([[settings.group_thresholds[g][c] for c in settings.classes] for g in groups])
+    in_set = probs >= thresholds.reshape(-1, len(settings.classes))  # (N, T)
     covered = in_set[np.arange(len(labels)), labels]
     sizes = in_set.sum(axis=1)
     top_only = (sizes == 1) & in_set[np.arange(len(labels)), probs.argmax(axis=1)]
