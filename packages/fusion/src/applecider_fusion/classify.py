@@ -2,7 +2,9 @@
 
 Inputs: Avro files, directories of them, nightly tarballs (.tar.gz) and alert parquet tables, streamed.
 Output: one JSON line (or CSV row) per alert with per-modality and fused probabilities, the top class, the
-modalities used and an ``errors`` list; a corrupt file or packet becomes an error record and the run goes on.
+modalities used, the trust fields (``prediction_set``, ``abstain``, ``ood``, ``ood_reasons``; from trust.json
+next to the models), ``errors`` (failures) and ``notes``; a corrupt file or packet becomes an error record and
+the run goes on. The summary on stderr gives the shares abstained and out of distribution.
 A missing input path is one more error record. Exit code: 0 when every alert was classified, 1 when any
 input item could not be classified, 2 on usage errors (bad options, unusable --models or --spectra).
 """
@@ -48,7 +50,10 @@ class _Writer:
         row.update({f"fused_{c}": (record["fused"] or {}).get(c) for c in self.fused_classes})
         for modality, probs in record["probabilities"].items():
             row.update({f"{modality}_{c}": p for c, p in probs.items()})
+        row["prediction_set"] = None if record["prediction_set"] is None else ";".join(record["prediction_set"])
+        row.update(abstain=record["abstain"], ood=record["ood"], ood_reasons=" | ".join(record["ood_reasons"]))
         row["errors"] = " | ".join(record["errors"])
+        row["notes"] = " | ".join(record["notes"])
         if self._csv is None:
             self._csv = csv.DictWriter(self.stream, fieldnames=list(row), extrasaction="ignore")
             self._csv.writeheader()
@@ -73,22 +78,42 @@ def _table(records: Sequence[dict], total: int) -> str:
     return "\n".join(lines)
 
 
+class Tally:
+    """Counts over the records written: total, unclassified, abstained, out of distribution."""
+
+    def __init__(self) -> None:
+        self.written = self.failed = self.abstained = self.ood = self.assessed = 0
+
+    def add(self, record: dict) -> None:
+        self.written += 1
+        self.failed += record["top_class"] is None
+        if record["abstain"] is not None:
+            self.assessed += 1
+            self.abstained += record["abstain"]
+            self.ood += record["ood"]
+
+    def trust_line(self) -> str:
+        if not self.assessed:
+            return "trust not assessed (no trust.json next to the models)"
+        return (f"abstained {self.abstained / self.assessed:.1%}, out of distribution {self.ood / self.assessed:.1%} "
+                f"of {self.assessed} classified")
+
+
 def run(paths: Iterable[str], classifier: Classifier, writer: _Writer, spectra: dict, batch_size: int,
-        show: int = 20, progress: bool = True) -> tuple[int, int]:
-    """Classify everything under ``paths``; returns (records written, records without a classification)."""
+        show: int = 20, progress: bool = True) -> Tally:
+    """Classify everything under ``paths``; returns the tally of the records written."""
     shown: list[dict] = []
-    written = failed = 0
+    tally = Tally()
     bar = tqdm(desc="alerts", unit="alert", disable=not progress, file=sys.stderr)
     for record in classifier.stream(iter_packets(list(paths)), spectra=spectra, batch_size=batch_size):
         writer.write(record)
-        written += 1
-        failed += record["top_class"] is None
+        tally.add(record)
         if len(shown) < show:
             shown.append(record)
         bar.update(1)
     bar.close()
-    print(_table(shown, written), file=sys.stderr)
-    return written, failed
+    print(_table(shown, tally.written), file=sys.stderr)
+    return tally
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -123,13 +148,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     writer = _Writer(args.out, fmt, classifier.fusion.classes)
     start = time.perf_counter()
     try:
-        written, failed = run(args.alerts, classifier, writer, spectra, args.batch_size, args.show,
-                              progress=not args.no_progress)
+        tally = run(args.alerts, classifier, writer, spectra, args.batch_size, args.show,
+                    progress=not args.no_progress)
     finally:
         writer.close()
     elapsed = time.perf_counter() - start
     stages = ", ".join(f"{k} {v:.2f}s" for k, v in sorted(classifier.timings.seconds.items()))
-    print(f"{written} records ({failed} without a classification) in {elapsed:.1f}s "
+    print(f"{tally.written} records ({tally.failed} without a classification) in {elapsed:.1f}s "
           f"[{stages}] using {'+'.join(classifier.runners)}"
           + (f"; written to {args.out}" if args.out else ""), file=sys.stderr)
-    return 1 if failed else 0
+    print(tally.trust_line(), file=sys.stderr)
+    return 1 if tally.failed else 0
