@@ -48,14 +48,14 @@ def main() -> None:
     torch.set_num_threads(1)
     model = PhotometryClassifier.from_pretrained(args.model).eval()
     names = model.config.class_names
-    taxonomy = get_taxonomy("fine" if set(names) <= set(get_taxonomy("fine").classes) else "spectra")
+    taxonomy = next(get_taxonomy(t) for t in ("fine", "spectra", "fusion") if set(names) <= set(get_taxonomy(t).classes))
     config, stats = from_preprocessor(model.preprocessor)
     curves = load_split(open_dataset(args.dataset), args.split, taxonomy, names, config.bands)
     project = projection_matrix(names, FUSION)
-    majority = names.index("SN Ia")
+    majority = names.index("SN Ia" if "SN Ia" in names else "SN I")
     rng = np.random.default_rng(0)
     print(f"model {args.model}: {list(names)}; {args.split} curves {len(curves)}; load {os.getloadavg()[0]:.1f}")
-    print("| horizon | n | balanced acc. (model classes) | always SN Ia | balanced acc. (fusion classes) | always SN I |")
+    print("| horizon | n | balanced acc. (model classes) | always SN Ia (SN I) | balanced acc. (fusion classes) | always SN I |")
     print("|---|---|---|---|---|---|")
     for horizon in HORIZONS:
         ds = EventDataset(curves, config.__class__(horizon, config.max_events, config.merge_window_days,
