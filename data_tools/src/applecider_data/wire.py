@@ -20,13 +20,13 @@ id, or whose body does not decode exactly to its end with that schema raises :cl
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import logging
 import struct
 import zlib
 from collections.abc import Iterable, Mapping
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -140,13 +140,19 @@ class WireSchemas:
 
 
 def _lsst_package_root() -> Path | None:
-    """The schema folder of the installed lsst-alert-packet package, or None (it is an optional extra)."""
+    """The schema folder of the installed lsst-alert-packet package, or None (it is an optional extra).
+
+    Found without importing the package (only its schema files are read).
+    """
     try:
-        root = resources.files(LSST_PACKAGE) / "schema"
+        spec = importlib.util.find_spec(LSST_PACKAGE)
     except ModuleNotFoundError:
         return None
-    path = Path(str(root))
-    return path if path.is_dir() else None
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(location) / "schema"
+        if path.is_dir():
+            return path
+    return None
 
 
 def decode_wire_message(data: bytes, schemas: WireSchemas | Mapping[int, Any]) -> dict:
