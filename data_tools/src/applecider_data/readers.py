@@ -86,7 +86,7 @@ def _wire_message(data: bytes, source: str, item: str, schemas: WireSchemas) -> 
     try:
         return source, item, decode_wire_message(data, schemas)
     except AlertParseError as err:
-        logger.warning("%s %s: %s", source, item, err)
+        logger.warning("%s: %s", f"{source}::{item}" if item else source, err)
         return source, item, PacketError(source, item, f"Kafka wire-format message: {err}")
 
 
