@@ -56,7 +56,16 @@ LSST_OBJECT_FEATURES = ("nDiaSources", *(f"{b}_{s}" for b in "ugrizy" for s in L
 LSST_METADATA_FEATURES = LSST_SOURCE_FEATURES + LSST_OBJECT_FEATURES + ("age_days", "n_forced")
 METADATA_FEATURES_BY_SURVEY = {"ztf": METADATA_FEATURES, "lsst": LSST_METADATA_FEATURES}
 
-CUTOUT_SIZE = 63  # ZTF stamps
+def survey_of_metadata_columns(columns: object) -> str:
+    """The survey whose metadata names are all among ``columns`` (Rubin's first: its names are not ZTF's)."""
+    present = set(columns)  # type: ignore[arg-type]
+    for survey in ("lsst", "ztf"):
+        if set(METADATA_FEATURES_BY_SURVEY[survey]) <= present:
+            return survey
+    raise RecordError(f"columns hold the metadata of no survey ({sorted(present)[:8]}...)")
+
+
+CUTOUT_SIZE = 63  # ZTF stamps; the on-disk dataset keeps every survey's stamps on this grid (centred)
 CUTOUT_KINDS = ("science", "template", "difference")
 PIXEL_SCALE_ARCSEC = {"ztf": 1.01, "lsst": 0.2}
 
@@ -174,6 +183,22 @@ class CutoutTriplet:
     def stack(self) -> np.ndarray:
         """(3, H, W) float32 in the order science, template, difference."""
         return np.stack([self.science, self.template, self.difference])
+
+    def on_grid(self, size: int = CUTOUT_SIZE) -> np.ndarray:
+        """(3, size, size) float32: the stamps centred on the grid, NaN around smaller ones, larger ones cut.
+
+        The shared dataset and the image models keep every survey's stamps on ZTF's 63×63 grid (Rubin's are
+        mostly 30×30 at 0.2″: centred, surrounded by NaN = masked).
+        """
+        stack = self.stack()
+        h, w = self.shape
+        if (h, w) == (size, size):
+            return stack
+        out = np.full((len(CUTOUT_KINDS), size, size), np.nan, dtype=np.float32)
+        ny, nx = min(h, size), min(w, size)
+        sy, sx, dy, dx = max((h - size) // 2, 0), max((w - size) // 2, 0), max((size - h) // 2, 0), max((size - w) // 2, 0)
+        out[:, dy : dy + ny, dx : dx + nx] = stack[:, sy : sy + ny, sx : sx + nx]
+        return out
 
 
 @dataclass
