@@ -21,6 +21,8 @@ import io
 import logging
 import warnings
 import zlib
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -166,6 +168,22 @@ def fit_to_size(image: np.ndarray, size: int = CUTOUT_SIZE) -> tuple[np.ndarray,
     return padded, f"stamp {h}x{w} padded with NaN to {size}x{size} (edge of CCD)"
 
 
+def _decoded_stamps(packet: dict, decode: Callable[[bytes], Any], problems: list[str]) -> Iterator[tuple[str, Any]]:
+    """``(kind, decode(stamp bytes))`` for each stamp of the packet that decodes; a problem for each other one."""
+    for kind in CUTOUT_KINDS:
+        field = PACKET_FIELDS[kind]
+        try:
+            raw = stamp_bytes(packet.get(field))
+            if raw is None:
+                problems.append(f"{field}: missing")
+                continue
+            decoded = decode(raw)
+        except StampError as err:
+            problems.append(f"{field}: {err}")
+            continue
+        yield kind, decoded
+
+
 def packet_triplet(packet: dict) -> tuple[CutoutTriplet | None, list[str]]:
     """The (science, template, difference) triplet of a packet and the problems met.
 
@@ -174,19 +192,9 @@ def packet_triplet(packet: dict) -> tuple[CutoutTriplet | None, list[str]]:
     """
     images: dict[str, np.ndarray] = {}
     problems: list[str] = []
-    for kind in CUTOUT_KINDS:
-        field = PACKET_FIELDS[kind]
-        try:
-            raw = stamp_bytes(packet.get(field))
-            if raw is None:
-                problems.append(f"{field}: missing")
-                continue
-            image, problem = fit_to_size(decode_stamp(raw))
-        except StampError as err:
-            problems.append(f"{field}: {err}")
-            continue
+    for kind, (image, problem) in _decoded_stamps(packet, lambda raw: fit_to_size(decode_stamp(raw)), problems):
         if problem:
-            problems.append(f"{field}: {problem}")
+            problems.append(f"{PACKET_FIELDS[kind]}: {problem}")
         images[kind] = image
     if len(images) < len(CUTOUT_KINDS):
         return None, problems
@@ -202,19 +210,10 @@ def lsst_triplet(packet: dict) -> tuple[CutoutTriplet | None, list[str]]:
     ``(None, problems)`` when a stamp is missing or malformed, or the three stamps differ in shape.
     """
     images, variance, psf, units, problems = {}, {}, {}, set(), []
-    for kind in CUTOUT_KINDS:
-        field = PACKET_FIELDS[kind]
-        try:
-            raw = stamp_bytes(packet.get(field))
-            if raw is None:
-                problems.append(f"{field}: missing")
-                continue
-            (image, var, kernel), unit = decode_stamp_hdus(raw, LSST_HDUS)
-        except StampError as err:
-            problems.append(f"{field}: {err}")
-            continue
+    decoded = _decoded_stamps(packet, lambda raw: decode_stamp_hdus(raw, LSST_HDUS), problems)
+    for kind, ((image, var, kernel), unit) in decoded:
         if var.shape != image.shape:
-            problems.append(f"{field}: variance plane {var.shape} differs from the image {image.shape}")
+            problems.append(f"{PACKET_FIELDS[kind]}: variance plane {var.shape} differs from the image {image.shape}")
             continue
         images[kind], variance[kind], psf[kind] = image, var, kernel
         units.add(unit)
