@@ -79,8 +79,8 @@ def test_first_detection_from_jdstarthist_or_the_history(synthetic_packets):
     packet["candidate"]["jdstarthist"] = None  # missing: the longest history known
     alert = packet_to_alert(packet)
     assert alert.metadata_dict()["age_days"] == pytest.approx(jd - history_first, abs=1e-3)
-    later = light_curve_from_points("ZTFx", [(59005.0, "ztfr", 12.0, 1.5, True, 43)], first_detection_mjd=58990.0)
-    earlier = light_curve_from_points("ZTFx", [(59000.0, "ztfg", 10.0, 1.0, True, 42)], first_detection_mjd=58950.0)
+    later = light_curve_from_points("ZTFx", [(59005.0, "ztfr", 12.0, 1.5, True, 43, False)], first_detection_mjd=58990.0)
+    earlier = light_curve_from_points("ZTFx", [(59000.0, "ztfg", 10.0, 1.0, True, 42, False)], first_detection_mjd=58950.0)
     assert merge_light_curves(later, earlier).first_detection_mjd == 58950.0  # streaming keeps the earliest
 
 
@@ -122,17 +122,17 @@ def test_isdiffpos_sign_and_upper_limit():
 
 
 def test_deduplicate_on_candid_then_epoch():
-    det = (59000.0, "ztfg", 10.0, 1.0, True, 42)
-    limit_same_epoch = (59000.0, "ztfg", 5.0, math.nan, False, -1)
-    limit = (59001.0, "ztfr", 5.0, math.nan, False, -1)
+    det = (59000.0, "ztfg", 10.0, 1.0, True, 42, False)
+    limit_same_epoch = (59000.0, "ztfg", 5.0, math.nan, False, -1, False)
+    limit = (59001.0, "ztfr", 5.0, math.nan, False, -1, False)
     rows = deduplicate_points([det, limit, det, limit_same_epoch, limit])
     assert rows == [det, limit]
 
 
 def test_merge_light_curves_of_successive_packets():
-    det = (59000.0, "ztfg", 10.0, 1.0, True, 42)
-    limit = (59001.0, "ztfr", 5.0, math.nan, False, -1)
-    later = (59005.0, "ztfr", 12.0, 1.5, True, 43)
+    det = (59000.0, "ztfg", 10.0, 1.0, True, 42, False)
+    limit = (59001.0, "ztfr", 5.0, math.nan, False, -1, False)
+    later = (59005.0, "ztfr", 12.0, 1.5, True, 43, False)
     first = light_curve_from_points("ZTFx", [det, limit])
     second = light_curve_from_points("ZTFx", [det, limit, later])  # the next packet repeats the history
     merged = merge_light_curves(first, second)

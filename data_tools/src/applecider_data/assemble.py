@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from applecider_core.records import METADATA_FEATURES
+from applecider_core.records import METADATA_FEATURES, METADATA_FEATURES_BY_SURVEY, survey_of_metadata_columns
 from applecider_core.taxonomy import combine_claims
 
 from .alertlike import LC_COLUMNS, AlertLikeConfig, alert_like_table
@@ -30,7 +30,7 @@ from .stages import SKIPPED_COLUMNS, link_or_copy, write_csv, write_json, write_
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-ALERT_COLUMNS = ["object_id", "candid", "mjd", "band", "ra_deg", "dec_deg", "cutout_index", *METADATA_FEATURES]
+ALERT_COLUMNS = ["object_id", "candid", "mjd", "band", "ra_deg", "dec_deg", "cutout_index"]  # + the survey's metadata
 SPECTRA_COLUMNS = ["spectrum_id", "object_id", "redshift", "mjd", "label", "flux_unit", "instrument", "source",
                    "wavelength_aa", "flux"]  # fmt: skip
 
@@ -58,7 +58,8 @@ def assemble(out: Path, build_config: dict, split_config: dict, stage_results: d
     """Write objects/alerts/cutouts/light_curves/spectra/skipped and, last, the manifest into ``out``."""
     (out / "manifest.json").unlink(missing_ok=True)  # the directory is incomplete until the manifest is back
     sdir = out / "_stages"
-    alerts = _read(sdir / "alerts" / "alerts.parquet", ALERT_COLUMNS)
+    alerts = _read(sdir / "alerts" / "alerts.parquet", [*ALERT_COLUMNS, *METADATA_FEATURES])
+    alert_columns = [*ALERT_COLUMNS, *METADATA_FEATURES_BY_SURVEY[survey_of_metadata_columns(alerts.columns)]]
     points = _read(sdir / "alerts" / "alert_points.parquet")
     spectra = _read(sdir / "spectra" / "spectra.parquet")
     lc_table = _read(sdir / "light_curves" / "points.parquet")
@@ -152,7 +153,7 @@ def assemble(out: Path, build_config: dict, split_config: dict, stage_results: d
 
     # ---- write ----
     write_parquet(objects, out / "objects.parquet")
-    write_parquet(alerts[ALERT_COLUMNS].reset_index(drop=True), out / "alerts.parquet")
+    write_parquet(alerts[alert_columns].reset_index(drop=True), out / "alerts.parquet")
     cutouts = sdir / "alerts" / "cutouts.npy"
     if cutouts.is_file():
         link_or_copy(cutouts, out / "cutouts.npy")

@@ -55,6 +55,8 @@ class FusionEvaluationConfig:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
+        if "val" not in self.splits:
+            raise ConfigError(f"splits must include val (temperatures and trust are fitted on it), got {list(self.splits)}")
         if not self.sweep_days or any(not h >= 0 for h in self.sweep_days):
             raise ConfigError(f"sweep_days must be non-negative days, got {list(self.sweep_days)}")
         if self.horizon_days not in self.sweep_days:
@@ -226,8 +228,6 @@ def evaluate(config: FusionEvaluationConfig) -> dict:
     classifier = Classifier.from_dir(config.models, config.device, config.weights)
     run = CaseLogits(classifier)
     splits = {split: _collect(config, ds, classifier, split, run) for split in config.splits}
-    if "val" not in splits:
-        raise ConfigError("splits must include val: temperatures and trust settings are fitted on it")
     temperatures, trust = _fit_on_validation(config, classifier, ds, splits["val"])
     fusion = classifier.fusion
     result: dict = {"dataset": str(config.dataset), "models": str(config.models), "classes": list(fusion.classes),
