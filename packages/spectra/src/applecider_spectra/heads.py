@@ -49,10 +49,12 @@ def make_output(model: nn.Module, logits: torch.Tensor, embedding: torch.Tensor,
 
 
 @torch.no_grad()
-def mc_dropout_predict(model: nn.Module, flux: torch.Tensor, passes: int = 20) -> tuple[torch.Tensor, torch.Tensor]:
+def mc_dropout_predict(model: nn.Module, flux: torch.Tensor, passes: int = 20,
+                       **inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Monte-Carlo dropout (SNIascore): ``passes`` stochastic forward passes with dropout active and
     normalisation layers in eval mode. Returns mean and std over passes of the class probabilities (B, C)
-    (or of the predicted redshift (B, 1) for regressors)."""
+    (or of the predicted redshift (B, 1) for regressors; a model with ``output_probabilities`` maps its own
+    outputs, e.g. a sigmoid). ``inputs`` are further model inputs (CCSNscore's light curves)."""
     if passes < 1:
         raise ValueError(f"passes must be >= 1, got {passes}")
     was_training = model.training
@@ -63,8 +65,11 @@ def mc_dropout_predict(model: nn.Module, flux: torch.Tensor, passes: int = 20) -
     try:
         samples = []
         for _ in range(passes):
-            out = model(flux).logits.float()
-            samples.append(out if model.config.task == "redshift" else out.softmax(-1))
+            out = model(flux, **inputs).logits.float()
+            if hasattr(model, "output_probabilities"):
+                samples.append(model.output_probabilities(out))
+            else:
+                samples.append(out if model.config.task == "redshift" else out.softmax(-1))
         stacked = torch.stack(samples)  # (passes, B, C)
     finally:
         model.train(was_training)
