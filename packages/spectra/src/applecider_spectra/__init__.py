@@ -3,10 +3,10 @@ convolutions, and the GalSpecNet and SNIascore-style baselines."""
 
 from .baselines import GalSpecNet, SpectraRNN
 from .configuration import GalSpecNetConfig, SpectraNetConfig, SpectraRNNConfig
-from .fftconv import FFTConv1d, MultiScaleConv1d, fft_conv1d_same
-from .modeling import SpectraNet
 from .configuration_ccsnscore import CCSNscoreConfig
 from .configuration_sniascore import SNIascoreConfig
+from .fftconv import FFTConv1d, MultiScaleConv1d, fft_conv1d_same
+from .modeling import SpectraNet
 from .modeling_ccsnscore import CCSNscoreClassifier
 from .modeling_sniascore import SNIascore
 from .preprocessing import EdgeMasking, PreprocessConfig, SpectrumError, preprocess_batch, preprocess_spectrum

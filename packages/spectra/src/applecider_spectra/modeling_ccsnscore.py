@@ -62,6 +62,7 @@ class CCSNscoreClassifier(PretrainedMixin, nn.Module):
     BCE loss when ``labels`` (0/1) are given, embedding (B, concatenated features)."""
 
     config_class = CCSNscoreConfig
+    mc_rows_per_batch = 2048
 
     def __init__(self, config: CCSNscoreConfig) -> None:
         super().__init__()

@@ -33,6 +33,7 @@ class SNIascore(PretrainedMixin, nn.Module):
     embedding (B, 64))."""
 
     config_class = SNIascoreConfig
+    mc_rows_per_batch = 4096  # MC-dropout passes batched together (see heads.mc_dropout_predict)
 
     def __init__(self, config: SNIascoreConfig) -> None:
         super().__init__()

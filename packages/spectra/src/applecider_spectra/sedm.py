@@ -4,8 +4,8 @@ SEDM spectra have R ≈ 100 and are interpolated onto 209 bins of 25.6 Å from 3
 Public spectra are mostly of higher resolution, so :func:`degrade_to_sedm` makes them SEDM-like:
 
 1. clean (the spectra package's cleaning: finite points, λ > 0, sorted, duplicate λ averaged);
-2. resample linearly onto a uniform ln λ grid (step ``1/(oversample·R)``) — constant R is a constant Gaussian
-   width in ln λ;
+2. average onto a uniform ln λ grid (cells of ``1/(oversample·R)``; exact integration, so lines narrower than a
+   cell keep their flux) — constant R is a constant Gaussian width in ln λ;
 3. convolve with a Gaussian of FWHM λ/R (σ_lnλ = 1/(2.3548·R)); the input is taken as much sharper than R;
 4. rebin onto the SEDM bins (mean of the piecewise-linear spectrum over each bin: exact integration), NaN for
    bins the spectrum does not cover completely.
@@ -69,10 +69,13 @@ class SEDMGridConfig(PresetConfig):
 def convolve_to_resolution(wavelength_aa: np.ndarray, flux: np.ndarray, resolution: float,
                            oversample: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """Gaussian convolution to constant R on a uniform ln λ grid: returns (λ (M,), flux (M,)) on that grid."""
-    log_wavelength = np.log(wavelength_aa)
     step = 1.0 / (oversample * resolution)
-    grid = np.arange(log_wavelength[0], log_wavelength[-1] + 0.5 * step, step)
-    values = np.interp(grid, log_wavelength, flux)
+    log_edges = np.arange(np.log(wavelength_aa[0]), np.log(wavelength_aa[-1]), step)
+    if log_edges.size < 2:
+        raise ValueError(f"spectrum {wavelength_aa[0]:.0f}–{wavelength_aa[-1]:.0f} Å is shorter than one ln λ step")
+    grid = 0.5 * (log_edges[1:] + log_edges[:-1])
+    edges = np.clip(np.exp(log_edges), wavelength_aa[0], wavelength_aa[-1])  # exp(log(λ0)) may round below λ0
+    values = rebin_mean(wavelength_aa, flux, edges)  # cell means: features narrower than a cell keep their flux
     sigma_points = oversample / FWHM_PER_SIGMA  # σ_lnλ / step
     half = int(np.ceil(4 * sigma_points))
     kernel = np.exp(-0.5 * (np.arange(-half, half + 1) / sigma_points) ** 2)
@@ -109,14 +112,18 @@ def degrade_to_sedm(spectrum: Spectrum, config: SEDMGridConfig | None = None,
     if wavelength.size < 2:
         raise SpectrumError(name, f"too short: {wavelength.size} usable point(s), need at least 2")
     wavelength = wavelength * redshift_factor
+    observed = wavelength[0], wavelength[-1]
     if config.resolution > 0:
-        wavelength, flux = convolve_to_resolution(wavelength, flux, config.resolution, config.oversample)
+        try:
+            wavelength, flux = convolve_to_resolution(wavelength, flux, config.resolution, config.oversample)
+        except ValueError as error:
+            raise SpectrumError(name, str(error)) from None
     binned = rebin_mean(wavelength, flux, config.edges_aa)
     covered = np.isfinite(binned)
     if covered.mean() < config.min_coverage:
         edges = config.edges_aa
         raise SpectrumError(
-            name, f"spectrum covers {wavelength[0]:.0f}–{wavelength[-1]:.0f} Å, {int(covered.sum())} of "
+            name, f"spectrum covers {observed[0]:.0f}–{observed[1]:.0f} Å, {int(covered.sum())} of "
             f"{config.num_bins} SEDM bins in {edges[0]:.0f}–{edges[-1]:.0f} Å; need {config.min_coverage:.0%}",
         )  # fmt: skip
     return binned

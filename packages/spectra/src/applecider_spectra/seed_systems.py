@@ -92,7 +92,7 @@ def hierarchical_type(layers: Mapping[str, Mapping[str, tuple[float, float]]], m
         return out
     out["type"] = decision
     sub = SUBLAYER_OF[decision]
-    if sub in layers and layers[sub]:
+    if layers.get(sub):
         sub_decision, sub_score = layer_decision(layers[sub])
         out["layers"][sub] = {"decision": sub_decision, "score": round(sub_score, 6)}
         if sub_decision != AMBIGUOUS and is_confident(sub_score, layers[sub][sub_decision][1], min_probability,

@@ -275,9 +275,9 @@ def train_ccsnscore(config: SeedRunConfig, dataset: SharedDataset) -> dict[str, 
                 result = train(CCSNscoreClassifier(model_config), ArrayDataset(**train_set), ArrayDataset(**val_set),
                                run_config, compute_metrics=binary_metrics, preprocessor=preprocessor, run_config=config)
                 CCSNscoreClassifier.from_pretrained(result.model_dir).save_pretrained(root / model_config.folder_name)
-                summary[model_config.folder_name] = {"train": int(len(train_set["labels"])),
+                summary[model_config.folder_name] = {"train": len(train_set["labels"]),
                                                      "train_positive": int(train_set["labels"].sum()),
-                                                     "val": int(len(val_set["labels"])), **result.best_metrics}
+                                                     "val": len(val_set["labels"]), **result.best_metrics}
     root.mkdir(parents=True, exist_ok=True)
     (root / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
     return summary
