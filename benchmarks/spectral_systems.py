@@ -137,7 +137,7 @@ def _try(fn, *a):
 
 def convnext_p_ia(dataset, out: Path, args) -> tuple[dict[str, float], float, float]:
     """Appendix A: rendered spectra (raw + LOESS 0.05/0.1) → ConvNeXt-atto (pretrained=False), SN Ia vs rest."""
-    renderer = SpectrumRenderer(size=args.image_size)
+    renderer = SpectrumRenderer(size=args.image_size, max_smoothing_points=512)
 
     def arrays(split: str):
         spectra = dataset.spectra(split)
@@ -172,7 +172,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: the recurrent models are far slower with 2 on a loaded machine)")
     parser.add_argument("--max-steps", type=int, default=None, help="cap optimiser steps per model (smoke runs)")
+    parser.add_argument("--print", type=Path, dest="print_results", help="only print the tables of a results.json")
     args = parser.parse_args()
+    if args.print_results:
+        return reprint(args.print_results)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     dataset_dir = build_dataset(args.out)
@@ -215,6 +218,11 @@ def main() -> None:
     print_tables(results)
 
 
+def reprint(path: Path) -> None:
+    """Print the tables of an earlier run's results.json (``python benchmarks/spectral_systems.py --print FILE``)."""
+    print_tables(json.loads(path.read_text()))
+
+
 def print_tables(results: dict) -> None:
     common = results["ia_common"]
     print(f"\nSN Ia vs rest, {common['n']} common test spectra ({common['n_ia']} SN Ia); TPR at FPR")
@@ -245,8 +253,7 @@ def print_tables(results: dict) -> None:
             print(f"{layer}: {ccsn[layer]['accuracy']:.3f} on {ccsn[layer]['n']} spectra")
     print(f"\n{'model':<42s} {'train s':>8s} {'spectra/s':>10s}")
     for name in results["train_s"]:
-        rate = results["spectra_per_s"].get(name, next((v for k, v in results["spectra_per_s"].items() if k.split(" (")[0] == name.split(" (")[0]), float("nan")))
-        print(f"{name:<42s} {results['train_s'][name]:8.1f} {rate:10.1f}")
+        print(f"{name:<42s} {results['train_s'][name]:8.1f} {results['spectra_per_s'][name]:10.1f}")
 
 
 if __name__ == "__main__":

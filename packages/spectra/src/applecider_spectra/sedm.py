@@ -144,13 +144,15 @@ def loess(y: np.ndarray, span: float, degree: int = 2, robust_iterations: int = 
     xw = x[windows] - x[:, None]
     reach = np.abs(xw).max(axis=1, keepdims=True) * (1 + 1e-12) + 1e-300
     distance_weights = (1 - (np.abs(xw) / reach) ** 3) ** 3
-    design = np.stack([xw**p for p in range(degree + 1)], axis=-1)  # (N, W, degree+1)
+    powers = xw[None] ** np.arange(2 * degree + 1)[:, None, None]  # (2·degree+1, N, W)
+    hankel = np.add.outer(np.arange(degree + 1), np.arange(degree + 1))  # normal equations: moments k = p + q
     robustness = np.ones(n)
     fit = y
     for _ in range(robust_iterations + 1):
-        w = distance_weights * robustness[windows]
-        lhs = np.einsum("nw,nwp,nwq->npq", w, design, design) + 1e-12 * np.eye(degree + 1)
-        rhs = np.einsum("nw,nwp,nw->np", w, design, y[windows])
+        w = distance_weights * robustness[windows]  # (N, W)
+        moments = (powers * w).sum(axis=-1)  # (2·degree+1, N): Σ w·x^k
+        lhs = moments[hankel].transpose(2, 0, 1) + 1e-12 * np.eye(degree + 1)  # (N, d+1, d+1)
+        rhs = (powers[: degree + 1] * (w * y[windows])).sum(axis=-1).T  # (N, d+1): Σ w·x^p·y
         fit = np.linalg.solve(lhs, rhs[..., None])[:, 0, 0]  # the local polynomial at its own point
         residual = y - fit
         scale = 6.0 * np.median(np.abs(residual))
