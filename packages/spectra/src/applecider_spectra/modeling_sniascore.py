@@ -28,6 +28,25 @@ def bias_mae_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tenso
     return mae + (error.mean().abs() - mae).detach()
 
 
+class RecurrentStack(nn.Module):
+    """SNIascore's layers: dropout → BiLSTM(h) → dropout → GRU(h) → dropout → BiLSTM(h) → dropout on the last
+    BiLSTM's forward and backward final states. (B, L, 1) → (B, 2h)."""
+
+    def __init__(self, hidden: int, dropout: tuple[float, ...]) -> None:
+        super().__init__()
+        self.dropouts = nn.ModuleList(nn.Dropout(p) for p in dropout)
+        self.lstm1 = nn.LSTM(1, hidden, batch_first=True, bidirectional=True)
+        self.gru = nn.GRU(2 * hidden, hidden, batch_first=True)
+        self.lstm2 = nn.LSTM(hidden, hidden, batch_first=True, bidirectional=True)
+        self.out_features = 2 * hidden
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x, _ = self.lstm1(self.dropouts[0](x))  # (B, L, 2h)
+        x, _ = self.gru(self.dropouts[1](x))  # (B, L, h)
+        _, (final, _) = self.lstm2(self.dropouts[2](x))  # (2, B, h): forward and backward final states
+        return self.dropouts[3](torch.cat([final[0], final[1]], dim=-1))  # (B, 2h)
+
+
 class SNIascore(PretrainedMixin, nn.Module):
     """``forward(flux (B, 209), labels=None)`` → ClassifierOutput(logits (B, 2) or redshift (B, 1), loss,
     embedding (B, 64))."""
@@ -39,20 +58,12 @@ class SNIascore(PretrainedMixin, nn.Module):
         super().__init__()
         self.config = config
         self.preprocessor: dict[str, Any] = {}
-        h = config.hidden
-        self.dropouts = nn.ModuleList(nn.Dropout(p) for p in config.dropout)
-        self.lstm1 = nn.LSTM(1, h, batch_first=True, bidirectional=True)
-        self.gru = nn.GRU(2 * h, h, batch_first=True)
-        self.lstm2 = nn.LSTM(h, h, batch_first=True, bidirectional=True)
-        self.num_features = 2 * h
+        self.recurrent = RecurrentStack(config.hidden, config.dropout)
+        self.num_features = self.recurrent.out_features
         self.fc = nn.Linear(self.num_features, config.num_outputs)
 
     def forward_features(self, flux: torch.Tensor) -> torch.Tensor:
-        x = as_flux_batch(flux).transpose(1, 2)  # (B, L, 1)
-        x, _ = self.lstm1(self.dropouts[0](x))  # (B, L, 2h)
-        x, _ = self.gru(self.dropouts[1](x))  # (B, L, h)
-        _, (final, _) = self.lstm2(self.dropouts[2](x))  # (2, B, h): forward and backward final states
-        return self.dropouts[3](torch.cat([final[0], final[1]], dim=-1))  # (B, 2h)
+        return self.recurrent(as_flux_batch(flux).transpose(1, 2))  # (B, L, 1) → (B, 2h)
 
     def forward(self, flux: torch.Tensor, labels: torch.Tensor | None = None, **_: Any) -> ClassifierOutput:
         embedding = self.forward_features(flux)
@@ -74,4 +85,4 @@ class SNIascore(PretrainedMixin, nn.Module):
         return mean[:, -1], std[:, -1]
 
 
-__all__ = ["SNIascore", "bias_mae_loss"]
+__all__ = ["RecurrentStack", "SNIascore", "bias_mae_loss"]
