@@ -116,7 +116,8 @@ def spectranet_p_ia(dataset, out: Path, args, degrade: bool) -> tuple[dict[str, 
     name = "spectranet_sedm" if degrade else "spectranet_native"
     config = TrainingConfig(output_dir=str(out / name), seed=args.seed, epochs=args.spectranet_epochs, batch_size=32,
                             learning_rate=1e-3, weight_decay=1e-4, warmup_epochs=0.5, ema_decay=0.99, patience=4,
-                            resume=False, cpu=True, log_every_steps=50, max_steps=args.max_steps)  # fmt: skip
+                            resume=False, cpu=True, log_every_steps=50,
+                            max_steps=args.spectranet_max_steps or args.max_steps)  # fmt: skip
     result, seconds = timed(fit, model, train_arrays, val_arrays, config, preprocess)
     best = type(model).from_pretrained(result.model_dir).eval()
     test = view("test")
@@ -167,6 +168,8 @@ def main() -> None:
     parser.add_argument("--mc-passes", type=int, default=20, help="MC-dropout passes (papers: 100)")
     parser.add_argument("--redshift-per-bin", type=int, default=10, help="augmented Ia spectra per 0.001 z bin (paper ~100)")
     parser.add_argument("--spectranet-epochs", type=int, default=3)
+    parser.add_argument("--spectranet-max-steps", type=int, default=None, help="cap SpectraNet's optimiser steps")
+    parser.add_argument("--reuse", action="store_true", help="reuse a SNIascore system already trained in --out")
     parser.add_argument("--convnext-epochs", type=int, default=4)
     parser.add_argument("--image-size", type=int, default=64, help="rendered image side (appendix: 288)")
     parser.add_argument("--seed", type=int, default=0)
@@ -185,7 +188,12 @@ def main() -> None:
 
     snia_config = seed_config(args.out, "sniascore", args)
     snia_config.data.path = str(dataset_dir)
-    results["sniascore_train"], results["train_s"]["SNIascore (classifier + z)"] = timed(train_sniascore, snia_config, dataset)
+    if args.reuse and (args.out / "sniascore" / "summary.json").is_file():  # an earlier run's trained system
+        results["sniascore_train"] = json.loads((args.out / "sniascore" / "summary.json").read_text())
+        results["train_s"]["SNIascore (classifier + z)"] = float("nan")
+    else:
+        results["sniascore_train"], results["train_s"]["SNIascore (classifier + z)"] = timed(
+            train_sniascore, snia_config, dataset)
     system = SNIascoreSystem.from_dir(args.out / "sniascore")
     results["sniascore"], seconds = timed(evaluate_sniascore, system, test)
     results["spectra_per_s"]["SNIascore (classifier + z)"] = results["sniascore"]["n"] / seconds
