@@ -118,8 +118,11 @@ def spectranet_p_ia(dataset, out: Path, args, degrade: bool) -> tuple[dict[str, 
                             learning_rate=1e-3, weight_decay=1e-4, warmup_epochs=0.5, ema_decay=0.99, patience=4,
                             resume=False, cpu=True, log_every_steps=50,
                             max_steps=args.spectranet_max_steps or args.max_steps)  # fmt: skip
-    result, seconds = timed(fit, model, train_arrays, val_arrays, config, preprocess)
-    best = type(model).from_pretrained(result.model_dir).eval()
+    model_dir, seconds = out / name / "model", float("nan")
+    if not (args.reuse and (model_dir / "config.json").is_file()):
+        result, seconds = timed(fit, model, train_arrays, val_arrays, config, preprocess)
+        model_dir = result.model_dir
+    best = type(model).from_pretrained(model_dir).eval()
     test = view("test")
     start = time.perf_counter()
     arrays = build_arrays(test, preprocess, **kwargs)
@@ -145,15 +148,18 @@ def convnext_p_ia(dataset, out: Path, args) -> tuple[dict[str, float], float, fl
         images, kept, _ = spectra_inputs(spectra, renderer)
         return images, np.array([int(spectra[i].label == "SN Ia") for i in kept]), [spectra[i].spectrum_id for i in kept]
 
-    (x_train, y_train, _), (x_val, y_val, _) = arrays("train"), arrays("val")
     model = SpectrumConvNeXt(SpectrumConvNeXtConfig(image_size=args.image_size))
     config = TrainingConfig(output_dir=str(out / "convnext"), seed=args.seed, epochs=args.convnext_epochs,
                             batch_size=32, learning_rate=1e-3, weight_decay=0.05, warmup_epochs=0.5, ema_decay=None,
                             patience=None, monitor="tpr_at_fpr_1pct", resume=False, cpu=True, log_every_steps=50,
                             max_steps=args.max_steps)
-    result, seconds = timed(train, model, ArrayDataset(images=x_train, labels=y_train),
-                            ArrayDataset(images=x_val, labels=y_val), config, compute_metrics=binary_metrics)
-    best = SpectrumConvNeXt.from_pretrained(result.model_dir).eval()
+    model_dir, seconds = out / "convnext" / "model", float("nan")
+    if not (args.reuse and (model_dir / "config.json").is_file()):
+        (x_train, y_train, _), (x_val, y_val, _) = arrays("train"), arrays("val")
+        result, seconds = timed(train, model, ArrayDataset(images=x_train, labels=y_train),
+                                ArrayDataset(images=x_val, labels=y_val), config, compute_metrics=binary_metrics)
+        model_dir = result.model_dir
+    best = SpectrumConvNeXt.from_pretrained(model_dir).eval()
     start = time.perf_counter()
     x_test, y_test, ids = arrays("test")
     logits, _ = predict(best, ArrayDataset(images=x_test, labels=y_test))
@@ -215,12 +221,16 @@ def main() -> None:
 
     ccsn_config = seed_config(args.out, "ccsnscore", args)
     ccsn_config.data.path = str(dataset_dir)
-    results["ccsnscore_train"], results["train_s"]["CCSNscore (7 binary models, case S)"] = timed(
-        train_ccsnscore, ccsn_config, dataset)
+    if args.reuse and (args.out / "ccsnscore" / "summary.json").is_file():
+        results["ccsnscore_train"] = json.loads((args.out / "ccsnscore" / "summary.json").read_text())
+        results["train_s"]["CCSNscore (7 binary models, case S)"] = float("nan")
+    else:
+        results["ccsnscore_train"], results["train_s"]["CCSNscore (7 binary models, case S)"] = timed(
+            train_ccsnscore, ccsn_config, dataset)
     ccsn = CCSNscoreSystem.from_dir(args.out / "ccsnscore")
     results["ccsnscore"], seconds = timed(evaluate_ccsnscore, ccsn, test, dataset)
     results["spectra_per_s"]["CCSNscore (7 binary models, case S)"] = results["ccsnscore"]["layer1_S"]["n"] / seconds
-    objects = dataset.objects()
+    objects = dataset.objects
     results["objects_with_spectrum_and_light_curve"] = int((objects["has_spectrum"] & objects["has_light_curve"]).sum())
     (args.out / "results.json").write_text(json.dumps(results, indent=1, default=float))
     print_tables(results)
