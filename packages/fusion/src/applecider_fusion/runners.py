@@ -4,6 +4,9 @@ Each runner uses exactly the preprocessing its package trains with (settings and
 model's preprocessor.json), so inference and training see the same tensors. ``predict`` returns (N, C) logits
 with NaN rows for items that could not be used and a per-item error message (None when fine); it never raises
 for one bad item.
+
+A model declares the survey it was trained on (``survey`` in its config.json, ZTF when absent); ``skip_reason``
+says why an input of another survey is not given to it (the classifier records that under ``skipped``).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import numpy as np
 import torch
 
 from applecider_core.pretrained import CONFIG_NAME, PretrainedError
-from applecider_core.records import Alert, LightCurve, Spectrum
+from applecider_core.records import CUTOUT_SIZE, Alert, LightCurve, Spectrum
 
 Batch = dict[str, torch.Tensor]
 
@@ -34,6 +37,11 @@ class ModalityRunner:
         self.class_names = tuple(model.config.class_names)
         self.preprocessor: dict[str, Any] = getattr(model, "preprocessor", {}) or {}
         self.temperature = float(self.preprocessor.get("temperature", 1.0))
+        self.survey: str | None = getattr(model.config, "survey", None)  # None: inputs of any survey
+
+    def skip_reason(self, item: Any) -> str | None:
+        """Why ``item`` is outside what the model was trained on (None: run it). Spectra: never skipped."""
+        return None
 
     @staticmethod
     def model_classes() -> tuple[type, ...]:
@@ -88,6 +96,16 @@ class PhotometryRunner(ModalityRunner):
 
         return (PhotometryClassifier,)
 
+    def skip_reason(self, item: LightCurve) -> str | None:
+        """Light curves of another survey are skipped: the ZTF model does not transfer to Rubin (measured in
+        benchmarks/rubin_transfer.py: every Rubin curve comes out 'SN Ia' with more confidence than ZTF ones)."""
+        survey = item.survey
+        if survey is None or survey == self.survey:
+            return None
+        bands = sorted(set(item.band.tolist()))
+        return (f"model trained on {self.survey} light curves (bands {list(self.model.config.bands)}); "
+                f"this one is {survey} ({bands}): not run")
+
     def prepare(self, items: Sequence[LightCurve]) -> tuple[Batch, list[int], list[str | None]]:
         from applecider_photometry import NoDetectionsError, build_events, collate_events
 
@@ -118,6 +136,17 @@ class ImagesRunner(ModalityRunner):
         from applecider_images import MODEL_CLASSES
 
         return tuple(MODEL_CLASSES.values())
+
+    def skip_reason(self, item: Alert) -> str | None:
+        """Alerts of another survey are skipped: other pixel scale, stamp size and metadata fields."""
+        if item.survey == self.survey:
+            return None
+        config = self.model.config
+        stamps = "no stamps" if item.cutouts is None else (
+            "{}×{} stamps at {}″/pixel".format(*item.cutouts.shape, item.cutouts.pixel_scale_arcsec))
+        return (f"model trained on {self.survey} alerts ({CUTOUT_SIZE}×{CUTOUT_SIZE} stamps at "
+                f"{config.pixel_scale_arcsec}″/pixel, {self.survey} metadata); this {item.survey} alert has "
+                f"{stamps} and {item.survey} metadata: not run")
 
     def prepare(self, items: Sequence[Alert]) -> tuple[Batch, list[int], list[str | None]]:
         from applecider_images.inference import alert_inputs
