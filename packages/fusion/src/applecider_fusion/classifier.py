@@ -30,7 +30,7 @@ from applecider_core.records import METADATA_FEATURES, Alert, LightCurve, Spectr
 from applecider_data import AlertParseError, PacketError, merge_light_curves, packet_to_alert
 
 from .fusion import MODALITIES, FusionError, ProbabilityFusion
-from .runners import RUNNER_TYPES, ModalityRunner, load_runner
+from .runners import RUNNER_TYPES, ModalityRunner, SpectralSystems, load_runner
 from .trust import NO_TRUST_NOTE, TrustSettings, read_trust_settings
 
 FUSION_SETTINGS_NAME = "fusion.json"  # per-modality weights and temperatures next to the model folders
@@ -74,7 +74,8 @@ class Classifier:
     """Runs the modality models on alerts and fuses their probabilities."""
 
     def __init__(self, runners: Mapping[str, ModalityRunner], fusion: ProbabilityFusion,
-                 history_cache_size: int = 100_000, trust: TrustSettings | None = None) -> None:
+                 history_cache_size: int = 100_000, trust: TrustSettings | None = None,
+                 spectral_systems: SpectralSystems | None = None) -> None:
         if not runners:
             raise FusionError("no modality model given")
         if trust is not None and tuple(trust.classes) != tuple(fusion.classes):
@@ -85,11 +86,14 @@ class Classifier:
         self.history = HistoryCache(history_cache_size)
         self.timings = Timings()
         self._spectra_cache: OrderedDict[tuple, tuple[np.ndarray | None, str | None]] = OrderedDict()
+        self.spectral_systems = spectral_systems  # SNIascore / CCSNscore: extra record entries, not fused
+        self._systems_cache: OrderedDict[tuple, tuple[dict, list[str]]] = OrderedDict()
 
     @classmethod
     def from_dir(cls, models_dir: str | Path, device: str = "cpu", weights: Mapping[str, float] | None = None,
                  modalities: Sequence[str] = MODALITIES) -> Classifier:
         """Load ``models_dir/{photometry,images,spectra}`` (each written by save_pretrained); absent ones are skipped.
+        ``models_dir/sniascore`` and ``models_dir/ccsnscore`` (seed spectral systems) add their own record entries.
 
         Fusion settings: each model's own temperature (its preprocessor.json), replaced by the per-modality
         weights and temperatures of ``models_dir/fusion.json`` when present (written by ``cider evaluate``),
@@ -107,7 +111,8 @@ class Classifier:
         chosen = {m: w for m, w in settings.get("weights", {}).items() if m in runners} | dict(weights or {})
         fusion = ProbabilityFusion({m: r.class_names for m, r in runners.items()}, weights=chosen,
                                    temperatures=temperatures)
-        return cls(runners, fusion, trust=read_trust_settings(models_dir))
+        return cls(runners, fusion, trust=read_trust_settings(models_dir),
+                   spectral_systems=SpectralSystems.load(models_dir))
 
     # ---- public API --------------------------------------------------------------------------------------
     def classify(self, packets: Iterable[Mapping[str, Any] | PacketError],
@@ -208,13 +213,29 @@ class Classifier:
                 else:
                     values[i] = object_logits
             logits["spectra"], present["spectra"] = values, ~np.isnan(values).any(axis=1)
+        systems = [self._systems_for(a, spectra.get(a.object_id), errors[i]) for i, a in enumerate(alerts)]
         start = time.perf_counter()
         fused = self.fusion.fuse({m: np.nan_to_num(v) for m, v in logits.items()}, present) if n else np.zeros((0, 0))
         self.timings.add("fusion", start)
         self.timings.alerts += len(items)
-        records = [self._record(a, i, logits, present, fused, errors[i], notes[i], skipped[i])
+        records = [self._record(a, i, logits, present, fused, errors[i], notes[i], skipped[i]) | systems[i]
                    for i, a in enumerate(alerts)]
         return records + failures
+
+    def _systems_for(self, alert: Alert, object_spectra: Sequence[Spectrum] | None, errors: list[str]) -> dict:
+        """SNIascore / CCSNscore entries of one alert's object (empty without systems or spectra)."""
+        if self.spectral_systems is None or not object_spectra:
+            return {}
+        key = (alert.object_id, len(alert.light_curve), *(s.spectrum_id for s in object_spectra))
+        if key not in self._systems_cache:  # MC dropout is costly: once per object, spectra and photometry
+            start = time.perf_counter()
+            self._systems_cache[key] = self.spectral_systems.predict(object_spectra, alert.light_curve)
+            self.timings.add("spectral_systems", start)
+            if len(self._systems_cache) > self.history.max_objects:
+                self._systems_cache.popitem(last=False)
+        entries, messages = self._systems_cache[key]
+        errors.extend(messages)
+        return entries
 
     def _record(self, alert: Alert, i: int, logits: Mapping[str, np.ndarray], present: Mapping[str, np.ndarray],
                 fused: np.ndarray, errors: list[str], notes: list[str], skipped: dict[str, str]) -> dict:

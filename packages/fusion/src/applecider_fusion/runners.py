@@ -190,6 +190,39 @@ class SpectraRunner(ModalityRunner):
         return ({"flux": batch.flux} if batch.indices else {}), batch.indices, errors
 
 
+class SpectralSystems:
+    """The seed spectral systems next to the modality models (``DIR/sniascore``, ``DIR/ccsnscore``): per object,
+    the latest spectrum each system can use gives the record's ``sniascore`` {score, score_error,
+    is_ia_confident, redshift, …} and ``ccsnscore`` {case, layers, scores, type} entries."""
+
+    FOLDERS = ("sniascore", "ccsnscore")
+
+    def __init__(self, systems: dict[str, Any]) -> None:
+        self.systems = systems
+
+    @classmethod
+    def load(cls, models_dir: str | Path) -> SpectralSystems | None:
+        from applecider_spectra import CCSNscoreSystem, SNIascoreSystem
+
+        loaders = {"sniascore": SNIascoreSystem.from_dir, "ccsnscore": CCSNscoreSystem.from_dir}
+        systems = {name: loaders[name](Path(models_dir) / name) for name in cls.FOLDERS if (Path(models_dir) / name).is_dir()}
+        return cls(systems) if systems else None
+
+    def predict(self, spectra: Sequence[Spectrum], light_curve: LightCurve | None) -> tuple[dict[str, Any], list[str]]:
+        """({system: result of the object's latest usable spectrum, with its spectrum_id}, error messages)."""
+        order = sorted(range(len(spectra)), key=lambda i: -np.nan_to_num(spectra[i].mjd, nan=-np.inf))
+        ordered = [spectra[i] for i in order]
+        out, errors = {}, []
+        for name, system in self.systems.items():
+            results = system.predict(ordered) if name == "sniascore" else system.predict(ordered, light_curve)
+            usable = [(s, r) for s, r in zip(ordered, results) if isinstance(r, dict)]
+            if usable:
+                out[name] = {**usable[0][1], "spectrum_id": usable[0][0].spectrum_id}
+            else:
+                errors.append(f"{name}: " + ("; ".join(r for r in results if r) or "no usable spectrum"))
+        return out, errors
+
+
 RUNNER_TYPES: dict[str, type[ModalityRunner]] = {
     runner.name: runner for runner in (PhotometryRunner, ImagesRunner, SpectraRunner)
 }
@@ -202,4 +235,7 @@ def load_runner(modality: str, directory: str | Path, device: str = "cpu") -> Mo
     return RUNNER_TYPES[modality].load(directory, device)
 
 
-__all__ = ["RUNNER_TYPES", "ImagesRunner", "ModalityRunner", "PhotometryRunner", "SpectraRunner", "load_runner"]
+__all__ = [
+    "RUNNER_TYPES", "ImagesRunner", "ModalityRunner", "PhotometryRunner", "SpectraRunner", "SpectralSystems",
+    "load_runner",
+]  # fmt: skip

@@ -10,6 +10,7 @@ from .btsbot import BTSbotClassifier
 from .configuration import AstroMiNNConfig, BTSbotConfig, ImageInputConfig
 from .modeling import AstroMiNN
 from .preprocessing import MetadataPreprocessor, preprocess_cutouts
+from .spectrum_convnext import SpectrumConvNeXt, SpectrumConvNeXtConfig
 
 __version__ = "0.1.0"
 
@@ -34,5 +35,5 @@ def load_model(directory: str | Path):
 
 __all__ = [
     "AstroMiNN", "AstroMiNNConfig", "BTSbotClassifier", "BTSbotConfig", "ImageInputConfig", "MetadataPreprocessor",
-    "build_model", "load_model", "preprocess_cutouts",
+    "SpectrumConvNeXt", "SpectrumConvNeXtConfig", "build_model", "load_model", "preprocess_cutouts",
 ]  # fmt: skip

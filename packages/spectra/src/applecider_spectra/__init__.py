@@ -3,9 +3,15 @@ convolutions, and the GalSpecNet and SNIascore-style baselines."""
 
 from .baselines import GalSpecNet, SpectraRNN
 from .configuration import GalSpecNetConfig, SpectraNetConfig, SpectraRNNConfig
+from .configuration_ccsnscore import CCSNscoreConfig
+from .configuration_sniascore import SNIascoreConfig
 from .fftconv import FFTConv1d, MultiScaleConv1d, fft_conv1d_same
 from .modeling import SpectraNet
+from .modeling_ccsnscore import CCSNscoreClassifier
+from .modeling_sniascore import SNIascore
 from .preprocessing import EdgeMasking, PreprocessConfig, SpectrumError, preprocess_batch, preprocess_spectrum
+from .sedm import SEDMGridConfig
+from .seed_systems import CCSNscoreSystem, SNIascoreSystem
 
 ARCHITECTURES = {"spectranet": (SpectraNet, SpectraNetConfig), "galspecnet": (GalSpecNet, GalSpecNetConfig),
                  "rnn": (SpectraRNN, SpectraRNNConfig)}
@@ -20,7 +26,7 @@ def build_model(arch: str, preset: str = "paper", **overrides):
 
 
 __all__ = [
-    "ARCHITECTURES", "EdgeMasking", "FFTConv1d", "GalSpecNet", "GalSpecNetConfig", "MultiScaleConv1d",
-    "PreprocessConfig", "SpectraNet", "SpectraNetConfig", "SpectraRNN", "SpectraRNNConfig", "SpectrumError",
+    "ARCHITECTURES", "CCSNscoreClassifier", "CCSNscoreConfig", "CCSNscoreSystem", "EdgeMasking", "FFTConv1d", "GalSpecNet", "GalSpecNetConfig", "MultiScaleConv1d",
+    "PreprocessConfig", "SEDMGridConfig", "SNIascore", "SNIascoreConfig", "SNIascoreSystem", "SpectraNet", "SpectraNetConfig", "SpectraRNN", "SpectraRNNConfig", "SpectrumError",
     "build_model", "fft_conv1d_same", "preprocess_batch", "preprocess_spectrum",
 ]  # fmt: skip

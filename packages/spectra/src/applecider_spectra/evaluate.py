@@ -154,6 +154,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--split", default="test", choices=("train", "val", "test"))
     parser.add_argument("--mc-passes", type=int, default=0, help="Monte-Carlo dropout passes (0: off)")
     parser.add_argument("--output", help="output directory (default: <model>/../eval_<split>)")
+    args, _ = parser.parse_known_args(argv)
+    from .train_seed import SEED_ARCHS, config_arch
+
+    if config_arch(args.config, parse_overrides(args.set)) in SEED_ARCHS:  # SNIascore / CCSNscore systems
+        from .evaluate_seed import main as evaluate_seed_system
+
+        return evaluate_seed_system(argv)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     config = load_yaml(args.config, SpectraRunConfig, parse_overrides(args.set))

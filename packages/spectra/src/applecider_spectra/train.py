@@ -207,6 +207,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides = parse_overrides(args.set)
     if args.seeds:
         overrides["seeds"] = list(args.seeds)
+    from .train_seed import SEED_ARCHS, SeedRunConfig, config_arch
+
+    if config_arch(args.config, overrides) in SEED_ARCHS:  # SNIascore / CCSNscore: their own recipes
+        from .train_seed import run as run_seed_system
+
+        seed_config = load_yaml(args.config, SeedRunConfig, overrides)
+        print(json.dumps(run_seed_system(seed_config), indent=1, default=float))
+        return 0
     config = load_yaml(args.config, SpectraRunConfig, overrides)
     summary = run(config)
     print(format_summary(summary, config.task))
