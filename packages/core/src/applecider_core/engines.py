@@ -186,7 +186,13 @@ def quantize_int8(path: str | Path, out: str | Path) -> Path:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(path), str(out), weight_type=QuantType.QInt8)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.WARNING)  # onnxruntime.quantization logs one line per tensor on the root logger
+    try:
+        quantize_dynamic(str(path), str(out), weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
     source, model = onnx.load(str(path)), onnx.load(str(out))
     del model.metadata_props[:]
     for prop in source.metadata_props:

@@ -22,6 +22,7 @@ import numpy as np
 
 from applecider_core.config import ConfigError, load_yaml, parse_overrides, save_yaml
 from applecider_core.dataset import SharedDataset, open_dataset
+from applecider_core.engines import ENGINES, EngineError
 from applecider_core.metrics import classification_report
 from applecider_core.plots import plot_confusion_matrix
 from applecider_core.pretrained import PretrainedError
@@ -42,6 +43,7 @@ class FusionEvaluationConfig:
     fit_temperatures: bool = True
     weights: dict[str, float] = field(default_factory=dict)
     device: str = "cpu"
+    engine: str = "torch"  # torch | onnxruntime | onnxruntime-int8 (models exported by `cider export onnx`)
 
 
 def _latest_alerts(ds: SharedDataset, split: str) -> dict[str, Alert]:
@@ -120,7 +122,7 @@ def evaluate(config: FusionEvaluationConfig) -> dict:
     output_dir.mkdir(parents=True, exist_ok=True)
     save_yaml(config, output_dir / "config.yaml")
     ds = open_dataset(config.dataset)
-    classifier = Classifier.from_dir(config.models, config.device, config.weights)
+    classifier = Classifier.from_dir(config.models, config.device, config.weights, engine=config.engine)
     fusion = classifier.fusion
     per_split = {}
     for split in config.splits:
@@ -179,11 +181,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cider evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="YAML (see configs/fusion.yaml)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    parser.add_argument("--engine", choices=ENGINES, help="override the config's engine (default torch)")
     args = parser.parse_args(argv)
     try:
-        config = load_yaml(args.config, FusionEvaluationConfig, parse_overrides(args.set))
+        overrides = parse_overrides(args.set) | ({"engine": args.engine} if args.engine else {})
+        config = load_yaml(args.config, FusionEvaluationConfig, overrides)
         result = evaluate(config)
-    except (ConfigError, FusionError, PretrainedError, OSError, KeyError) as error:
+    except (ConfigError, FusionError, PretrainedError, EngineError, OSError, KeyError) as error:
         parser.exit(2, f"cider evaluate: error: {error}\n")
     print(_summary(result))
     return 0

@@ -81,6 +81,8 @@ def export_models(models_dir: str | Path, out_dir: str | Path, quantize: bool = 
                   modalities: Sequence[str] = MODALITIES) -> dict[str, dict]:
     """``cider export onnx`` as a function: every present model folder of ``models_dir`` → ``out_dir``."""
     models_dir, out_dir = Path(models_dir), Path(out_dir)
+    for noisy in ("onnx_ir", "onnxscript", "torch.onnx"):  # the exporter logs every rewrite pass at INFO
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     present = [m for m in modalities if (models_dir / m).is_dir()]
     if not present:
         raise FusionError(f"{models_dir}: no model directories; expected some of {list(MODALITIES)}")
