@@ -35,6 +35,14 @@ SOURCES = [DATA / "alerts" / "ztf_public_alerts.parquet", DATA / "alerts" / "avr
 BUSY_LOOP = "import time\nend = time.time() + {seconds}\nwhile time.time() < end: pass"
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident memory (VmHWM: unlike ru_maxrss, not inherited across fork + exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def measure(models: str, batch_size: int, threads: int, modalities: list[str], engine: str, limit: int) -> dict:
     """One configuration, in this process: seconds per stage, alerts/s and peak RSS."""
     from itertools import islice
@@ -52,7 +60,7 @@ def measure(models: str, batch_size: int, threads: int, modalities: list[str], e
     total = time.perf_counter() - start
     stages = dict(classifier.timings.seconds)
     stages["read"] = total - sum(stages.values())
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mib = peak_rss_mib()
     return {"batch": batch_size, "engine": engine, "threads": threads, "alerts": records, "seconds": total,
             "alerts_per_s": records / total, "stages": stages, "peak_rss_mib": peak_mib}
 
@@ -70,7 +78,8 @@ def run_one(models: str, engine: str, threads: int, batch: int, args: argparse.N
     return json.loads(output.strip().splitlines()[-1])
 
 
-def prepare_models(args: argparse.Namespace) -> str:
+def prepare_models(args: argparse.Namespace) -> dict[str, str]:
+    """Models folder per engine: the save_pretrained folders (torch) and their ONNX export."""
     models = args.models
     if args.untrained:
         from applecider_data import iter_packets, packet_to_alert
@@ -84,13 +93,8 @@ def prepare_models(args: argparse.Namespace) -> str:
 
         onnx = REPO / "runs" / "onnx" / Path(models).name
         export_models(models, onnx, quantize="onnxruntime-int8" in args.engines, modalities=args.modalities)
-        for name in ("photometry", "images", "spectra"):
-            if (Path(models) / name).is_dir() and (onnx / name).is_dir():
-                for item in (Path(models) / name).iterdir():
-                    if not (onnx / name / item.name).exists():
-                        (onnx / name / item.name).symlink_to(item.resolve())  # torch weights too: one folder
-        models = str(onnx)
-    return models
+        return {"torch": models, "onnxruntime": str(onnx), "onnxruntime-int8": str(onnx)}
+    return {"torch": models}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,11 +118,11 @@ def main(argv: list[str] | None = None) -> int:
                                  args.limit)))
         return 0
     models = prepare_models(args)
-    rows = [run_one(models, engine, threads, batch, args)
+    rows = [run_one(models[engine], engine, threads, batch, args)
             for engine in args.engines for threads in args.threads for batch in args.batches]
     stages = sorted({s for r in rows for s in r["stages"]}, key=lambda s: (s != "read", s != "decode", s))
     print(f"# classify throughput — {time.strftime('%Y-%m-%d %H:%M')}, {cpu_model()}, {os.cpu_count()} cores, "
-          f"load average {os.getloadavg()[0]:.1f} at the end, models {models} ({'+'.join(args.modalities)})"
+          f"load average {os.getloadavg()[0]:.1f} at the end, models {models['torch']} ({'+'.join(args.modalities)})"
           + ("; one busy process beside each run" if args.busy else ""))
     print(f"# command: python benchmarks/classify_throughput.py {' '.join(argv if argv is not None else sys.argv[1:])}")
     header = ["engine", "threads", "batch", "alerts", "alerts/s", "× first row", "peak MiB"]

@@ -24,7 +24,7 @@ from torch import nn
 from applecider_core.engines import GraphSpec
 from applecider_core.records import CUTOUT_SIZE
 
-from .inference import prepare_for_inference
+from .inference import crop_depthwise_kernels, prepare_for_inference
 from .preprocessing import (
     COORDINATES,
     MetadataPreprocessor,
@@ -65,7 +65,11 @@ class MetadataTransform(nn.Module):
 
 
 class BoomGraph(nn.Module):
-    """(triplet (N, 63, 63, 3), metadata (N, F) raw) → fc_out (N, C); see the module docstring."""
+    """(triplet (N, 63, 63, 3), metadata (N, F) raw) → fc_out (N, C); see the module docstring.
+
+    Takes the model over for inference (in place: eval, NHWC weights, depthwise kernels cut to the taps that
+    can touch the crop, ``inference.crop_depthwise_kernels``; the outputs are unchanged).
+    """
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -73,6 +77,9 @@ class BoomGraph(nn.Module):
         if spec.validity_channel:
             raise ExportError("validity_channel models need the NaN mask, which the BOOM triplet (NaN → 0) lacks")
         self.model = prepare_for_inference(model, channels_last=True)
+        if hasattr(self.model, "image_encoder"):  # 7×7 kernels on 3×3 and 1×1 maps: only their central taps count
+            example = torch.zeros(1, spec.num_channels, spec.crop_size, spec.crop_size)
+            crop_depthwise_kernels(self.model, example)
         self.crop, self.sky_encoding = spec.crop_size, spec.sky_encoding
         self.top = (CUTOUT_SIZE - spec.crop_size) // 2
         features = boom_features(model.config)
