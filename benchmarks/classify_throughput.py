@@ -12,7 +12,7 @@ each model's preprocessing and forward pass, and the fusion. Ratios are against 
 the same run. ``--untrained PRESET`` times freshly initialised models of that preset (``paper``: the
 paper-size AstroMiNN with its ConvNeXt image branch; the released models are ``small``); speed does not
 depend on the weights. ``onnxruntime`` engines run the models exported by ``cider export onnx`` (done here
-into runs/onnx/ first). ``--busy`` runs one busy-looping process (bounded by the run) beside every
+into runs/onnx/ first, unless done before). ``--busy`` runs one busy-looping process (bounded by the run) beside every
 measurement: the thread-policy test of a loaded machine.
 """
 
@@ -92,7 +92,8 @@ def prepare_models(args: argparse.Namespace) -> dict[str, str]:
         from applecider_fusion.export import export_models
 
         onnx = REPO / "runs" / "onnx" / Path(models).name
-        export_models(models, onnx, quantize="onnxruntime-int8" in args.engines, modalities=args.modalities)
+        if args.reexport or not (onnx / "export.json").is_file():
+            export_models(models, onnx, quantize=True, modalities=args.modalities)
         return {"torch": models, "onnxruntime": str(onnx), "onnxruntime-int8": str(onnx)}
     return {"torch": models}
 
@@ -107,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 64, 256])
     parser.add_argument("--limit", type=int, default=0, help="classify only the first N packets (0: all)")
     parser.add_argument("--busy", action="store_true", help="one busy-looping process beside each measurement")
+    parser.add_argument("--reexport", action="store_true", help="export again even if runs/onnx/<name> exists")
     parser.add_argument("--modalities", nargs="+", default=["photometry", "images"])
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: measure one configuration
     args = parser.parse_args(argv)

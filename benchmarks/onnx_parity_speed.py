@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/onnx_parity_speed.py [--models models] [--alerts 1024] [--spectra 300]
 
-1. ``cider export onnx --quantize int8`` of ``--models`` into runs/onnx/<name>.
+1. ``cider export onnx --quantize int8`` of ``--models`` into runs/onnx/<name> (unless done before).
 2. On the first ``--alerts`` real packets of ../shared/data/alerts (photometry from each packet's history,
    images + metadata) and the first ``--spectra`` labelled spectra of spectra/osc_spectra.parquet: each runner
    on the torch, onnxruntime and onnxruntime-int8 engines; max |Δ logit| and argmax agreement against torch,
@@ -129,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--alerts", type=int, default=1024)
     parser.add_argument("--spectra", type=int, default=300)
     parser.add_argument("--startup-repeats", type=int, default=3)
+    parser.add_argument("--reexport", action="store_true", help="export again even if runs/onnx/<name> exists")
     args = parser.parse_args(argv)
     if not (DATA / "README.md").is_file():
         print(f"public data not found under {DATA} (set APPLECIDER_SHARED_DATA); nothing to measure")
@@ -141,9 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     models = Path(args.models)
     onnx = REPO / "runs" / "onnx" / models.name
     start = time.perf_counter()
-    export_models(models, onnx, quantize=True)
+    if args.reexport or not (onnx / "export.json").is_file():
+        export_models(models, onnx, quantize=True)
     print(f"# onnx parity and speed — {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores; "
-          f"export of {models} → {onnx}: {time.perf_counter() - start:.0f} s")
+          f"export of {models} → {onnx}: {time.perf_counter() - start:.0f} s (0: exported before)")
     print(f"# command: python benchmarks/onnx_parity_speed.py {' '.join(argv if argv is not None else sys.argv[1:])}")
     alerts, spectra, labels = real_items(args.alerts, args.spectra)
     print("\n".join(parity_table(models, onnx, alerts, spectra, labels)))
