@@ -5,9 +5,10 @@ tensors and returning logits; see ``applecider_<modality>.export``). The torch e
 ONNX Runtime engine runs the same module exported to ONNX. The runners prepare the inputs once, whichever
 engine runs, so records never depend on the engine.
 
-Thread policy (measured in benchmarks/onnx_parity_speed.py): one intra-op thread per process by default for
-both engines. On a shared or loaded CPU a second thread contends with other processes and ran ~3× slower
-than one; scale out with more processes (more consumers in the group), not more threads.
+Thread policy (benchmarks/classify_throughput.py --busy, docs/BENCHMARKS.md): one intra-op thread per
+process by default for both engines. On a shared or loaded CPU a second thread contends with the other
+processes: two torch threads were slower than one, two onnxruntime threads no faster. Scale out with more
+processes (more consumers in the group), not more threads.
 
 The ONNX side also writes and reads the model's ``metadata_props`` (the self-description BOOM-style brokers
 read: class names, feature order, normalisation statistics, temperature, survey, versions, opset).

@@ -5,9 +5,10 @@ frame, resampled to ``input_length`` = 4096 points, normalised); batch size dyna
 (N, C) in ``config.class_names`` order.
 
 The torch engine keeps the model's own convolution (the FFT route for SpectraNet's large kernels). The
-ONNX graph is exported with direct convolutions (ONNX ``Conv``): ONNX Runtime's ``DFT`` ran the FFT route
-several times slower than its ``Conv`` (benchmarks/onnx_parity_speed.py), and both equal the FFT result
-within float tolerance (tests/spectra/test_fftconv.py).
+ONNX graph is exported with direct convolutions (ONNX ``Conv``), whose result equals the FFT route within
+float tolerance (tests/spectra/test_fftconv.py): the FFT route exported with real-valued channel mixing ran
+3× (power-of-two lengths) to 10× (the 2·3·5 lengths) slower in ONNX Runtime's ``DFT`` than its ``Conv``
+(SpectraNet ``small``, batch 8, measured while building the export; see docs/onnx.md).
 """
 
 from __future__ import annotations
