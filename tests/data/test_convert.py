@@ -105,17 +105,17 @@ def test_isdiffpos_sign_and_upper_limit():
 
 
 def test_deduplicate_on_candid_then_epoch():
-    det = (59000.0, "ztfg", 10.0, 1.0, True, 42)
-    limit_same_epoch = (59000.0, "ztfg", 5.0, math.nan, False, -1)
-    limit = (59001.0, "ztfr", 5.0, math.nan, False, -1)
+    det = (59000.0, "ztfg", 10.0, 1.0, True, 42, False)
+    limit_same_epoch = (59000.0, "ztfg", 5.0, math.nan, False, -1, False)
+    limit = (59001.0, "ztfr", 5.0, math.nan, False, -1, False)
     rows = deduplicate_points([det, limit, det, limit_same_epoch, limit])
     assert rows == [det, limit]
 
 
 def test_merge_light_curves_of_successive_packets():
-    det = (59000.0, "ztfg", 10.0, 1.0, True, 42)
-    limit = (59001.0, "ztfr", 5.0, math.nan, False, -1)
-    later = (59005.0, "ztfr", 12.0, 1.5, True, 43)
+    det = (59000.0, "ztfg", 10.0, 1.0, True, 42, False)
+    limit = (59001.0, "ztfr", 5.0, math.nan, False, -1, False)
+    later = (59005.0, "ztfr", 12.0, 1.5, True, 43, False)
     first = light_curve_from_points("ZTFx", [det, limit])
     second = light_curve_from_points("ZTFx", [det, limit, later])  # the next packet repeats the history
     merged = merge_light_curves(first, second)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from applecider_core.records import METADATA_FEATURES
+from applecider_core.records import METADATA_FEATURES, METADATA_FEATURES_BY_SURVEY, survey_of_metadata_columns
 from applecider_core.taxonomy import combine_claims
 
 from .split import SPLIT_NAMES, NameGroups, normalise_name, stratified_split
@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 LC_COLUMNS = ["object_id", "mjd", "band", "flux_ujy", "flux_err_ujy", "is_detection", "source"]
-ALERT_COLUMNS = ["object_id", "candid", "mjd", "band", "ra_deg", "dec_deg", "cutout_index", *METADATA_FEATURES]
+ALERT_COLUMNS = ["object_id", "candid", "mjd", "band", "ra_deg", "dec_deg", "cutout_index"]  # + the survey's metadata
 SPECTRA_COLUMNS = ["spectrum_id", "object_id", "redshift", "mjd", "label", "flux_unit", "instrument", "source",
                    "wavelength_aa", "flux"]  # fmt: skip
 
@@ -54,7 +54,8 @@ def assemble(out: Path, build_config: dict, split_config: dict, stage_results: d
     """Write objects/alerts/cutouts/light_curves/spectra/skipped and, last, the manifest into ``out``."""
     (out / "manifest.json").unlink(missing_ok=True)  # the directory is incomplete until the manifest is back
     sdir = out / "_stages"
-    alerts = _read(sdir / "alerts" / "alerts.parquet", ALERT_COLUMNS)
+    alerts = _read(sdir / "alerts" / "alerts.parquet", [*ALERT_COLUMNS, *METADATA_FEATURES])
+    alert_columns = [*ALERT_COLUMNS, *METADATA_FEATURES_BY_SURVEY[survey_of_metadata_columns(alerts.columns)]]
     points = _read(sdir / "alerts" / "alert_points.parquet")
     spectra = _read(sdir / "spectra" / "spectra.parquet")
     lc_table = _read(sdir / "light_curves" / "points.parquet")
@@ -142,7 +143,7 @@ def assemble(out: Path, build_config: dict, split_config: dict, stage_results: d
 
     # ---- write ----
     write_parquet(objects, out / "objects.parquet")
-    write_parquet(alerts[ALERT_COLUMNS].reset_index(drop=True), out / "alerts.parquet")
+    write_parquet(alerts[alert_columns].reset_index(drop=True), out / "alerts.parquet")
     cutouts = sdir / "alerts" / "cutouts.npy"
     if cutouts.is_file():
         link_or_copy(cutouts, out / "cutouts.npy")

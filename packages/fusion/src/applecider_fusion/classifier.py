@@ -4,7 +4,9 @@ Per batch of alerts: convert packets once (``applecider_data.packet_to_alert``),
 curve with what earlier alerts of the same object showed (alerts are processed per object in time order, and a
 bounded LRU cache keeps the histories), run photometry and images/metadata batched, attach the object's spectra
 (probabilities averaged over its spectra, computed once per object), fuse, and return one record per alert.
-A packet or modality that fails becomes an ``errors`` entry of that alert; the batch goes on.
+A packet or modality that fails becomes an ``errors`` entry of that alert; the batch goes on. Each record
+says the alert's ``survey`` and, under ``skipped``, the models not run on it and why (a model trained on one
+survey is not given inputs of another, see ``ModalityRunner.skip_reason``).
 """
 
 from __future__ import annotations
@@ -134,7 +136,8 @@ class Classifier:
             try:
                 alerts.append(packet_to_alert(item, with_cutouts="images" in self.runners))
             except AlertParseError as error:
-                failures.append(_error_record(item.get("objectId"), item.get("candid"), [f"packet: {error}"]))
+                object_id, candid, survey = _packet_identity(item)
+                failures.append(_error_record(object_id, candid, [f"packet: {error}"]) | {"survey": survey})
         return alerts, failures
 
     def object_spectra_logits(self, object_id: str, spectra: Sequence[Spectrum]) -> tuple[np.ndarray | None, str | None]:
@@ -170,15 +173,24 @@ class Classifier:
         logits: dict[str, np.ndarray] = {}
         present: dict[str, np.ndarray] = {}
         errors: list[list[str]] = [list(a.problems) for a in alerts]
+        skipped: list[dict[str, str]] = [{} for _ in alerts]
         for modality in ("photometry", "images"):
             if modality not in self.runners or not n:
                 continue
-            items_for = [a.light_curve for a in alerts] if modality == "photometry" else alerts
-            values, item_errors = self.runners[modality].predict(items_for, self.timings)
+            runner = self.runners[modality]
+            inputs = [a.light_curve for a in alerts] if modality == "photometry" else alerts
+            reasons = [runner.skip_reason(item) for item in inputs]
+            run = [i for i, reason in enumerate(reasons) if reason is None]
+            values = np.full((n, len(runner.class_names)), np.nan)
+            if run:
+                values[run], item_errors = runner.predict([inputs[i] for i in run], self.timings)
+                for i, message in zip(run, item_errors):
+                    if message:
+                        errors[i].append(f"{modality}: {message}")
+            for i, reason in enumerate(reasons):
+                if reason is not None:
+                    skipped[i][modality] = reason
             logits[modality], present[modality] = values, ~np.isnan(values).any(axis=1)
-            for i, message in enumerate(item_errors):
-                if message:
-                    errors[i].append(f"{modality}: {message}")
         if "spectra" in self.runners and n:
             runner = self.runners["spectra"]
             values = np.full((n, len(runner.class_names)), np.nan)
@@ -196,18 +208,19 @@ class Classifier:
         fused = self.fusion.fuse({m: np.nan_to_num(v) for m, v in logits.items()}, present) if n else np.zeros((0, 0))
         self.timings.add("fusion", start)
         self.timings.alerts += len(items)
-        records = [self._record(a, i, logits, present, fused, errors[i]) for i, a in enumerate(alerts)]
+        records = [self._record(a, i, logits, present, fused, errors[i], skipped[i]) for i, a in enumerate(alerts)]
         return records + failures
 
     def _record(self, alert: Alert, i: int, logits: Mapping[str, np.ndarray], present: Mapping[str, np.ndarray],
-                fused: np.ndarray, errors: list[str]) -> dict:
+                fused: np.ndarray, errors: list[str], skipped: dict[str, str]) -> dict:
         used = [m for m in logits if present[m][i]]
         per_modality = {}  # each member as it enters the fusion: calibrated with its temperature
         for m in used:
             probs = softmax(logits[m][i : i + 1], self.fusion.temperatures.get(m, 1.0))[0]
             per_modality[m] = _probabilities_dict(self.runners[m].class_names, probs)
         record = _error_record(alert.object_id, alert.candid, errors)
-        record.update(mjd=round(float(alert.mjd), 6), modalities=used, probabilities=per_modality)
+        record.update(mjd=round(float(alert.mjd), 6), survey=alert.survey, modalities=used, probabilities=per_modality,
+                      skipped=skipped)
         if used:
             record["fused"] = _probabilities_dict(self.fusion.classes, fused[i])
             best = int(np.argmax(fused[i]))
@@ -232,8 +245,19 @@ def _upto(light_curve: LightCurve, mjd: float) -> LightCurve:
     return light_curve.select(light_curve.mjd <= mjd + 1e-6)
 
 
+def _packet_identity(packet: Mapping[str, Any]) -> tuple[Any, Any, str | None]:
+    """(objectId, candid, survey) of a packet that failed to convert, as far as it says them."""
+    source = packet.get("diaSource")
+    if isinstance(source, Mapping):
+        object_id = source.get("diaObjectId")
+        return (str(object_id) if object_id else None), packet.get("diaSourceId", source.get("diaSourceId")), "lsst"
+    return packet.get("objectId"), packet.get("candid"), "ztf" if "candidate" in packet else None
+
+
 def _error_record(object_id: Any, candid: Any, errors: list[str]) -> dict:
+    integer = isinstance(candid, (int, np.integer)) and not isinstance(candid, bool)
     return {
-        "objectId": object_id, "candid": None if candid is None else int(candid), "mjd": None, "modalities": [],
-        "probabilities": {}, "fused": None, "top_class": None, "score": None, "errors": errors,
+        "objectId": None if object_id is None else str(object_id), "candid": int(candid) if integer else None, "mjd": None, "survey": None,
+        "modalities": [], "probabilities": {}, "fused": None, "top_class": None, "score": None, "errors": errors,
+        "skipped": {},
     }

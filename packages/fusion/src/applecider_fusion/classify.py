@@ -1,6 +1,8 @@
 """``cider classify ALERTS... --models DIR [--spectra FILE]``: fused classification of alert packets.
 
-Inputs: Avro files, directories of them, nightly tarballs (.tar.gz) and alert parquet tables, streamed.
+Inputs: Avro files, directories of them, nightly tarballs (.tar.gz) and alert parquet tables, streamed; ZTF
+and Rubin packets alike (the survey is read from each packet). Rubin's Kafka wire-format files need the schema
+of their id: ``--schema-dir`` / ``--schema-registry`` (or the optional lsst-alert-packet package).
 Output: one JSON line (or CSV row) per alert with per-modality and fused probabilities, the top class, the
 modalities used and an ``errors`` list; a corrupt file or packet becomes an error record and the run goes on.
 A missing input path is one more error record. Exit code: 0 when every alert was classified, 1 when any
@@ -21,7 +23,7 @@ from tqdm.auto import tqdm
 
 from applecider_core.engines import DEFAULT_THREADS, ENGINES, EngineError
 from applecider_core.pretrained import PretrainedError
-from applecider_data import iter_packets
+from applecider_data import WireSchemas, iter_packets
 
 from .classifier import Classifier
 from .fusion import FusionError
@@ -43,12 +45,13 @@ class _Writer:
         if self.fmt == "jsonl":
             self.stream.write(json.dumps(record) + "\n")
             return
-        row = {k: record[k] for k in ("objectId", "candid", "mjd", "top_class", "score")}
+        row = {k: record[k] for k in ("objectId", "candid", "mjd", "survey", "top_class", "score")}
         row["modalities"] = ";".join(record["modalities"])
         row.update({f"fused_{c}": (record["fused"] or {}).get(c) for c in self.fused_classes})
         for modality, probs in record["probabilities"].items():
             row.update({f"{modality}_{c}": p for c, p in probs.items()})
         row["errors"] = " | ".join(record["errors"])
+        row["skipped"] = " | ".join(f"{m}: {reason}" for m, reason in record["skipped"].items())
         if self._csv is None:
             self._csv = csv.DictWriter(self.stream, fieldnames=list(row), extrasaction="ignore")
             self._csv.writeheader()
@@ -63,8 +66,9 @@ def _table(records: Sequence[dict], total: int) -> str:
     lines = [f"{'object':14} {'candid':>20} {'top class':9} {'prob':>5}  modalities", "-" * 66]
     for record in records:
         if record["top_class"] is None:
-            lines.append(f"{record['objectId']!s:14} {record['candid']!s:>20} {'—':9} {'':>5}  "
-                         f"error: {'; '.join(record['errors'])[:60]}")
+            why = (f"error: {'; '.join(record['errors'])}" if record["errors"] else
+                   f"skipped ({record['survey']}): {', '.join(record['skipped'])}")
+            lines.append(f"{record['objectId']!s:14} {record['candid']!s:>20} {'—':9} {'':>5}  {why[:60]}")
         else:
             lines.append(f"{record['objectId']:14} {record['candid']:>20} {record['top_class']:9} "
                          f"{record['score']:5.2f}  {'+'.join(record['modalities'])}")
@@ -74,12 +78,12 @@ def _table(records: Sequence[dict], total: int) -> str:
 
 
 def run(paths: Iterable[str], classifier: Classifier, writer: _Writer, spectra: dict, batch_size: int,
-        show: int = 20, progress: bool = True) -> tuple[int, int]:
+        show: int = 20, progress: bool = True, schemas: WireSchemas | None = None) -> tuple[int, int]:
     """Classify everything under ``paths``; returns (records written, records without a classification)."""
     shown: list[dict] = []
     written = failed = 0
     bar = tqdm(desc="alerts", unit="alert", disable=not progress, file=sys.stderr)
-    for record in classifier.stream(iter_packets(list(paths)), spectra=spectra, batch_size=batch_size):
+    for record in classifier.stream(iter_packets(list(paths), schemas), spectra=spectra, batch_size=batch_size):
         writer.write(record)
         written += 1
         failed += record["top_class"] is None
@@ -101,6 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--weight", action="append", default=[], metavar="MODALITY=W",
                         help="fusion weight of a modality (default 1, or models/fusion.json), e.g. spectra=2")
     parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--schema-dir", action="append", default=[], metavar="DIR",
+                        help="Avro schemas of wire-format messages: <id>.avsc or lsst.v<M>_<m>.alert.avsc files")
+    parser.add_argument("--schema-registry", metavar="URL", help="Confluent-compatible schema registry URL")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     parser.add_argument("--engine", choices=ENGINES, default="torch",
                         help="torch (saved weights) or onnxruntime[-int8] (model.onnx from `cider export onnx`)")
@@ -131,8 +138,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     writer = _Writer(args.out, fmt, classifier.fusion.classes)
     start = time.perf_counter()
     try:
+        schemas = WireSchemas(args.schema_dir, args.schema_registry)
         written, failed = run(args.alerts, classifier, writer, spectra, args.batch_size, args.show,
-                              progress=not args.no_progress)
+                              progress=not args.no_progress, schemas=schemas)
     finally:
         writer.close()
     elapsed = time.perf_counter() - start

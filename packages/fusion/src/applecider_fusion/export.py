@@ -34,7 +34,7 @@ from applecider_core.engines import (
     quantize_int8,
 )
 from applecider_core.pretrained import PretrainedError
-from applecider_core.records import BANDS
+from applecider_core.records import SURVEY_BANDS
 
 from .classifier import FUSION_SETTINGS_NAME, read_fusion_settings
 from .fusion import MODALITIES, FusionError
@@ -49,12 +49,13 @@ DISTRIBUTIONS = {"photometry": "applecider-photometry", "images": "applecider-im
 def model_metadata(modality: str, model: Any, settings: dict[str, Any]) -> dict[str, Any]:
     """The metadata_props every exported model carries (the graph adds its input layout)."""
     config = model.config
+    survey = getattr(config, "survey", "ztf")
     temperature = settings.get("temperatures", {}).get(modality, model.preprocessor.get("temperature", 1.0))
     return {
         "modality": modality, "model_type": type(config).model_type, "class_names": list(config.class_names),
         "config": to_dict(config), "preprocessor": model.preprocessor, "temperature": float(temperature),
         "fusion_weight": float(settings.get("weights", {}).get(modality, 1.0)),
-        "survey": getattr(config, "survey", "ztf"), "bands": list(getattr(config, "bands", BANDS)),
+        "survey": survey, "bands": list(getattr(config, "bands", SURVEY_BANDS[survey])),
         "versions": {name: version(name) for name in ("applecider-core", DISTRIBUTIONS[modality], "torch", "onnx",
                                                       "onnxruntime")},
     }  # fmt: skip

@@ -7,6 +7,9 @@ engine (``applecider_core.engines``): ``torch`` runs the package's inference gra
 inputs for both, so records never depend on the engine. ``predict`` returns (N, C) logits with NaN rows
 for items that could not be used and a per-item error message (None when fine); it never raises for one
 bad item.
+
+A model declares the survey it was trained on (``survey`` in its config.json, ZTF when absent); ``skip_reason``
+says why an input of another survey is not given to it (the classifier records that under ``skipped``).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from applecider_core.engines import (
     onnx_path,
 )
 from applecider_core.pretrained import CONFIG_NAME, PretrainedError
-from applecider_core.records import Alert, LightCurve, Spectrum
+from applecider_core.records import CUTOUT_SIZE, Alert, LightCurve, Spectrum
 
 Inputs = dict[str, np.ndarray]
 Engine = Callable[[Mapping[str, np.ndarray]], np.ndarray]
@@ -46,6 +49,11 @@ class ModalityRunner:
         self.engine = engine
         self.class_names = tuple(config.class_names)
         self.temperature = float(self.preprocessor.get("temperature", 1.0))
+        self.survey: str | None = getattr(config, "survey", None)  # None: inputs of any survey
+
+    def skip_reason(self, item: Any) -> str | None:
+        """Why ``item`` is outside what the model was trained on (None: run it). Spectra: never skipped."""
+        return None
 
     @staticmethod
     def model_classes() -> tuple[type, ...]:
@@ -142,6 +150,16 @@ class PhotometryRunner(ModalityRunner):
 
         return inference_graph(model)
 
+    def skip_reason(self, item: LightCurve) -> str | None:
+        """Light curves of another survey are skipped: the ZTF model does not transfer to Rubin (measured in
+        benchmarks/rubin_transfer.py: every Rubin curve comes out 'SN Ia' with more confidence than ZTF ones)."""
+        survey = item.survey
+        if survey is None or survey == self.survey:
+            return None
+        bands = sorted(set(item.band.tolist()))
+        return (f"model trained on {self.survey} light curves (bands {list(self.config.bands)}); "
+                f"this one is {survey} ({bands}): not run")
+
     def prepare(self, items: Sequence[LightCurve]) -> tuple[Inputs, list[int], list[str | None]]:
         from applecider_photometry import NoDetectionsError, build_events, pad_events
 
@@ -179,6 +197,17 @@ class ImagesRunner(ModalityRunner):
         from applecider_images.export import inference_graph
 
         return inference_graph(model)
+
+    def skip_reason(self, item: Alert) -> str | None:
+        """Alerts of another survey are skipped: other pixel scale, stamp size and metadata fields."""
+        if item.survey == self.survey:
+            return None
+        config = self.config
+        stamps = "no stamps" if item.cutouts is None else (
+            "{}×{} stamps at {}″/pixel".format(*item.cutouts.shape, item.cutouts.pixel_scale_arcsec))
+        return (f"model trained on {self.survey} alerts ({CUTOUT_SIZE}×{CUTOUT_SIZE} stamps at "
+                f"{config.pixel_scale_arcsec}″/pixel, {self.survey} metadata); this {item.survey} alert has "
+                f"{stamps} and {item.survey} metadata: not run")
 
     def prepare(self, items: Sequence[Alert]) -> tuple[Inputs, list[int], list[str | None]]:
         from applecider_images.preprocessing import boom_inputs

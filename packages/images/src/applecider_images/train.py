@@ -117,9 +117,13 @@ def run(config: ImagesRunConfig) -> TrainResult:
     model_config = config.model_config()
     train_table = dataset.alerts(config.data.train_split)
     val_table = dataset.alerts(config.data.val_split) if config.data.val_split else None
+    if train_table.survey != model_config.survey:
+        raise ConfigError(f"{config.data.path} holds {train_table.survey} alerts; the model config is for "
+                          f"{model_config.survey} (set model.overrides.survey and its metadata_features)")
     meta_prep = MetadataPreprocessor.fit(train_table.metadata, model_config.metadata_features,
                                          log_features=config.data.log_features, clip=config.data.clip,
-                                         missing_indicators=model_config.missing_indicators)
+                                         missing_indicators=model_config.missing_indicators,
+                                         survey=model_config.survey)
     train_ds = AlertImageDataset(train_table, model_config, meta_prep, augment=config.data.augment,
                                  require_cutouts=config.data.require_cutouts)
     val_ds = None if val_table is None else AlertImageDataset(val_table, model_config, meta_prep,

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from applecider_core.config import PresetConfig
+from applecider_core.records import SURVEY_BANDS, ZTF_BANDS
 from applecider_core.taxonomy import FINE_CLASSES
 
-from .features import N_FEATURES
+from .features import N_CONTINUOUS, N_FEATURES
 
 ARCHITECTURES = ("cls_transformer", "informer")
 
@@ -25,7 +26,9 @@ class PhotometryConfig(PresetConfig):
     model_type: ClassVar[str] = "applecider_photometry"
 
     arch: str = "cls_transformer"  # one of ARCHITECTURES
-    n_features: int = N_FEATURES
+    survey: str = "ztf"  # the survey the model is trained on (runners skip light curves of other surveys)
+    bands: tuple[str, ...] = ZTF_BANDS  # one one-hot event channel per band, in this order
+    n_features: int = N_FEATURES  # 4 continuous channels + one per band
     d_model: int = 128
     n_heads: int = 8
     n_layers: int = 4
@@ -48,6 +51,12 @@ class PhotometryConfig(PresetConfig):
         if self.class_weights is not None:  # core's from_dict leaves lists inside Optional[tuple] as lists
             self.class_weights = tuple(float(w) for w in self.class_weights)
         self.class_names = tuple(self.class_names)
+        self.bands = tuple(self.bands)
+        if self.survey not in SURVEY_BANDS or not set(self.bands) <= set(SURVEY_BANDS[self.survey]):
+            raise ValueError(f"bands {list(self.bands)} are not bands of survey {self.survey!r} "
+                             f"(surveys: { {s: list(b) for s, b in SURVEY_BANDS.items()} })")
+        if self.n_features != N_CONTINUOUS + len(self.bands):
+            raise ValueError(f"n_features ({self.n_features}) must be {N_CONTINUOUS} + {len(self.bands)} bands")
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"arch must be one of {ARCHITECTURES}, got {self.arch!r}")
         if self.d_model % self.n_heads:

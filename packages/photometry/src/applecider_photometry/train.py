@@ -96,7 +96,8 @@ def gradual_unfreezing(ft: FinetuneSection) -> Callable[[int, nn.Module], None]:
 def build_model(run: TrainRunConfig, class_names: Sequence[str], weights: tuple[float, ...] | None
                 ) -> tuple[PhotometryClassifier, FeatureStats | None]:
     """Classifier from the preset, or from a pretrained encoder (then also its feature statistics)."""
-    extra = {"class_names": tuple(class_names), "class_weights": weights, "max_events": run.data.max_events}
+    extra = {"class_names": tuple(class_names), "class_weights": weights, "max_events": run.data.max_events,
+             **run.data.model_inputs()}
     if run.model.init_from is None:
         return PhotometryClassifier(PhotometryConfig.from_preset(run.model.preset, **run.model.overrides, **extra)), None
     pretrained = MaskedEventModel.from_pretrained(run.model.init_from)
