@@ -25,6 +25,7 @@ KNOWN_COMMANDS = {
     "train.images": "applecider-images", "evaluate.images": "applecider-images",
     "train.spectra": "applecider-spectra", "evaluate.spectra": "applecider-spectra",
     "evaluate": "applecider-fusion", "classify": "applecider-fusion", "examples": "applecider-fusion",
+    "export.onnx": "applecider-fusion",
 }  # fmt: skip
 
 

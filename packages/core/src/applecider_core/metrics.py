@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import torch
-from sklearn import config_context as skm_config
-from sklearn import metrics as skm
+
+# sklearn and torch are imported where they are used: `cider classify` needs only ``softmax`` (start-up time)
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -29,6 +28,8 @@ def top_k_accuracy(probs: np.ndarray, labels: np.ndarray, k: int) -> float:
 
 
 def per_class_roc_auc(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    from sklearn import metrics as skm
+
     out = np.full(probs.shape[1], np.nan)
     for c in range(probs.shape[1]):
         positive = labels == c
@@ -38,6 +39,8 @@ def per_class_roc_auc(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def per_class_auprc(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    from sklearn import metrics as skm
+
     out = np.full(probs.shape[1], np.nan)
     for c in range(probs.shape[1]):
         positive = labels == c
@@ -90,6 +93,8 @@ def classification_report(
     probs: np.ndarray, labels: np.ndarray, class_names: Sequence[str], top_k: int = 3
 ) -> dict:
     """Every metric of the project in one JSON-ready dict (per-class entries keyed by class name)."""
+    from sklearn import config_context as skm_config
+
     probs = np.asarray(probs, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
     if probs.ndim != 2 or probs.shape[1] != len(class_names):
@@ -134,6 +139,8 @@ def classification_report(
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iter: int = 200) -> float:
     """Temperature T > 0 minimising the NLL of softmax(logits / T) on held-out (validation) data."""
+    import torch
+
     logits_t = torch.as_tensor(np.asarray(logits), dtype=torch.float64)
     labels_t = torch.as_tensor(np.asarray(labels), dtype=torch.long)
     log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from applecider_core.engines import DEFAULT_THREADS
 from applecider_core.metrics import softmax
 from applecider_core.records import METADATA_FEATURES, Alert, LightCurve, Spectrum
 from applecider_data import AlertParseError, PacketError, merge_light_curves, packet_to_alert
@@ -91,16 +92,22 @@ class Classifier:
 
     @classmethod
     def from_dir(cls, models_dir: str | Path, device: str = "cpu", weights: Mapping[str, float] | None = None,
-                 modalities: Sequence[str] = MODALITIES) -> Classifier:
+                 modalities: Sequence[str] = MODALITIES, engine: str = "torch",
+                 threads: int | None = DEFAULT_THREADS) -> Classifier:
         """Load ``models_dir/{photometry,images,spectra}`` (each written by save_pretrained); absent ones are skipped.
         ``models_dir/sniascore`` and ``models_dir/ccsnscore`` (seed spectral systems) add their own record entries.
+
+        ``engine``: ``torch`` (the saved weights), ``onnxruntime`` or ``onnxruntime-int8`` (the ``model.onnx``
+        / ``model.int8.onnx`` that ``cider export onnx`` wrote in each folder); ``threads``: ONNX Runtime
+        intra-op threads per session (torch threads are the process's, see ``cider classify --threads``).
 
         Fusion settings: each model's own temperature (its preprocessor.json), replaced by the per-modality
         weights and temperatures of ``models_dir/fusion.json`` when present (written by ``cider evaluate``),
         then by ``weights`` given here. Trust settings: ``models_dir/trust.json`` when present.
         """
         models_dir = Path(models_dir)
-        runners = {m: load_runner(m, models_dir / m, device) for m in modalities if (models_dir / m).is_dir()}
+        runners = {m: load_runner(m, models_dir / m, device, engine, threads)
+                   for m in modalities if (models_dir / m).is_dir()}
         if not runners:
             raise FusionError(
                 f"{models_dir}: no model directories; expected some of {[str(models_dir / m) for m in RUNNER_TYPES]}"

@@ -21,9 +21,9 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 
-import torch
 from tqdm.auto import tqdm
 
+from applecider_core.engines import DEFAULT_THREADS, ENGINES, EngineError
 from applecider_core.pretrained import PretrainedError
 from applecider_data import WireSchemas, iter_packets
 
@@ -134,13 +134,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="Avro schemas of wire-format messages: <id>.avsc or lsst.v<M>_<m>.alert.avsc files")
     parser.add_argument("--schema-registry", metavar="URL", help="Confluent-compatible schema registry URL")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--engine", choices=ENGINES, default="torch",
+                        help="torch (saved weights) or onnxruntime[-int8] (model.onnx from `cider export onnx`)")
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
+                        help="CPU threads per engine (default 1: fastest under load; 0 = the library's choice)")
     parser.add_argument("--show", type=int, default=20, help="rows of the summary table printed to stderr")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error("--batch-size must be >= 1")
-    if args.threads:
+    if args.threads < 0:
+        parser.error("--threads must be >= 0")
+    if args.engine == "torch" and args.threads:  # onnxruntime sessions get theirs; torch is not even imported
+        import torch
+
         torch.set_num_threads(args.threads)
     fmt = args.format or ("csv" if args.out and args.out.endswith(".csv") else "jsonl")
     try:
@@ -148,9 +155,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError:
         parser.error(f"--weight takes MODALITY=NUMBER, got {args.weight}")
     try:
-        classifier = Classifier.from_dir(args.models, device=args.device, weights=weights)
+        classifier = Classifier.from_dir(args.models, device=args.device, weights=weights, engine=args.engine,
+                                         threads=args.threads)
         spectra = read_spectra_table(args.spectra) if args.spectra else {}
-    except (FusionError, PretrainedError, OSError, ValueError) as error:
+    except (FusionError, PretrainedError, EngineError, OSError, ValueError) as error:
         parser.exit(2, f"cider classify: error: {error}\n")
     writer = _Writer(args.out, fmt, classifier.fusion.classes)
     start = time.perf_counter()

@@ -26,6 +26,7 @@ import numpy as np
 
 from applecider_core.config import ConfigError, load_yaml, parse_overrides, save_yaml
 from applecider_core.dataset import DatasetError, SharedDataset, open_dataset
+from applecider_core.engines import ENGINES, EngineError
 from applecider_core.metrics import classification_report
 from applecider_core.plots import plot_confusion_matrix
 from applecider_core.pretrained import PretrainedError
@@ -53,6 +54,7 @@ class FusionEvaluationConfig:
     trust: TrustFitConfig = field(default_factory=TrustFitConfig)
     weights: dict[str, float] = field(default_factory=dict)
     device: str = "cpu"
+    engine: str = "torch"  # torch | onnxruntime | onnxruntime-int8 (models exported by `cider export onnx`)
 
     def __post_init__(self) -> None:
         if "val" not in self.splits:
@@ -225,7 +227,7 @@ def evaluate(config: FusionEvaluationConfig) -> dict:
     output_dir.mkdir(parents=True, exist_ok=True)
     save_yaml(config, output_dir / "config.yaml")
     ds = open_dataset(config.dataset)
-    classifier = Classifier.from_dir(config.models, config.device, config.weights)
+    classifier = Classifier.from_dir(config.models, config.device, config.weights, engine=config.engine)
     run = CaseLogits(classifier)
     splits = {split: _collect(config, ds, classifier, split, run) for split in config.splits}
     temperatures, trust = _fit_on_validation(config, classifier, ds, splits["val"])
@@ -287,11 +289,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cider evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="YAML (see configs/fusion.yaml)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    parser.add_argument("--engine", choices=ENGINES, help="override the config's engine (default torch)")
     args = parser.parse_args(argv)
     try:
-        config = load_yaml(args.config, FusionEvaluationConfig, parse_overrides(args.set))
+        overrides = parse_overrides(args.set) | ({"engine": args.engine} if args.engine else {})
+        config = load_yaml(args.config, FusionEvaluationConfig, overrides)
         result = evaluate(config)
-    except (ConfigError, DatasetError, FusionError, PretrainedError, OSError, KeyError) as error:
+    except (ConfigError, DatasetError, FusionError, PretrainedError, EngineError, OSError, KeyError) as error:
         parser.exit(2, f"cider evaluate: error: {error}\n")
     print(_summary(result))
     return 0

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from applecider_core.records import CUTOUT_SIZE, METADATA_FEATURES, METADATA_FEATURES_BY_SURVEY
+from applecider_core.records import CUTOUT_SIZE, METADATA_FEATURES, METADATA_FEATURES_BY_SURVEY, Alert
 
 from .configuration import ImageInputConfig, validate_features
 
@@ -261,6 +261,32 @@ class MetadataPreprocessor:
             raise PreprocessingError(f"metadata preprocessor: unknown keys {unknown}; allowed: {sorted(allowed)}")
         return cls(**{k: tuple(v) if k in ("feature_names", "log_features", "sentinels") else v
                       for k, v in data.items()})
+
+
+# ---- the BOOM interface (see ``export``): what a broker passes to the image + metadata graph -------------
+COORDINATES = ("ra", "dec")
+
+
+def uses_position(config: Any) -> bool:
+    """AstroMiNN reads (RA, Dec) in its coordinate tower and auxiliary head; sky channels need them too."""
+    return config.sky_encoding != "none" or type(config).model_type == "astrominn"
+
+
+def boom_features(config: Any) -> tuple[str, ...]:
+    """Column order of the graph's ``metadata`` input for a model of ``config``."""
+    features = tuple(config.metadata_features)
+    extra = tuple(c for c in COORDINATES if c not in features) if uses_position(config) else ()
+    return features + extra
+
+
+def boom_inputs(alerts: Sequence[Alert], config: Any) -> dict[str, np.ndarray]:
+    """What BOOM passes, built from ``Alert`` records that all have cutouts: triplet and raw metadata."""
+    stamps = np.stack([a.cutouts.on_grid() for a in alerts])  # (N, 3, 63, 63), Rubin's stamps centred
+    triplet = normalise_stamps(stamps, config.image_norm).transpose(0, 2, 3, 1)  # (N, 63, 63, 3)
+    names = METADATA_FEATURES_BY_SURVEY[getattr(config, "survey", "ztf")]
+    columns = [names.index(f) for f in boom_features(config)]
+    metadata = np.stack([a.metadata for a in alerts])[:, columns].astype(np.float32)
+    return {"triplet": np.ascontiguousarray(triplet), "metadata": metadata}
 
 
 PREPROCESSOR_FORMAT = "applecider-images/1"

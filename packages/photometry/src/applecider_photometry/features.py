@@ -272,6 +272,22 @@ def preprocessor_dict(config: FeatureConfig, stats: FeatureStats, **extra: Any) 
     }  # fmt: skip
 
 
+def pad_events(items: Sequence[dict[str, Any]], max_events: int | None = None) -> dict[str, np.ndarray]:
+    """Pad items ``{"events": (L, 7), "times": (L,)}`` to the batch maximum length (numpy; see
+    ``modeling.collate_events``): events (B, L, 7) float32, mask (B, L) bool True = event, times (B, L)."""
+    lengths = [min(len(item["events"]), max_events or len(item["events"])) for item in items]
+    length = max(max(lengths), 1)
+    n_features = np.asarray(items[0]["events"]).shape[-1]
+    events = np.zeros((len(items), length, n_features), dtype=np.float32)
+    times = np.zeros((len(items), length), dtype=np.float32)
+    mask = np.zeros((len(items), length), dtype=bool)
+    for i, (item, n) in enumerate(zip(items, lengths)):
+        events[i, :n] = np.asarray(item["events"])[:n]
+        times[i, :n] = np.asarray(item["times"])[:n]
+        mask[i, :n] = True
+    return {"events": events, "mask": mask, "times": times}
+
+
 def from_preprocessor(data: dict[str, Any]) -> tuple[FeatureConfig, FeatureStats]:
     """Inverse of :func:`preprocessor_dict` (raises KeyError naming what is missing)."""
     if "features" not in data or "feature_stats" not in data:

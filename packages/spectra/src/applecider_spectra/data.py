@@ -58,7 +58,7 @@ def build_arrays(spectra: Sequence[Spectrum], preprocess: PreprocessConfig, task
     kept = [candidates[j] for j in batch.indices]
     dtype = np.int64 if task == "classification" else np.float32
     return SpectraArrays(
-        batch.flux.numpy(), np.asarray([targets[j] for j in batch.indices], dtype=dtype),
+        batch.flux, np.asarray([targets[j] for j in batch.indices], dtype=dtype),
         [spectra[i].object_id for i in kept], batch.spectrum_ids, np.asarray([spectra[i].redshift for i in kept], float),
         batch.errors, np.asarray(kept, dtype=np.int64), dropped,
     )  # fmt: skip
