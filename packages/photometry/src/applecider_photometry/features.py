@@ -125,8 +125,9 @@ def clean_detections(lc: LightCurve, bands: Sequence[str] = ZTF_BANDS) -> LightC
     mjd_key = np.round(lc.mjd, DUPLICATE_MJD_DECIMALS)
     index = {band: i for i, band in enumerate(bands)}
     band_key = np.array([index[b] for b in lc.band])
-    # Sort by (band, epoch, error, flux): the first row of each (band, epoch) is the most precise one.
-    order = np.lexsort((lc.flux_ujy, lc.flux_err_ujy, mjd_key, band_key))
+    # Sort by (band, epoch, error, flux, exact mjd): the first row of each (band, epoch) is the most precise one;
+    # the exact mjd breaks ties between equally precise rows, so the kept row never depends on the input order.
+    order = np.lexsort((lc.mjd, lc.flux_ujy, lc.flux_err_ujy, mjd_key, band_key))
     first = np.ones(len(order), dtype=bool)
     first[1:] = (mjd_key[order][1:] != mjd_key[order][:-1]) | (band_key[order][1:] != band_key[order][:-1])
     return lc.select(order[first]).sorted()
