@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from applecider_core.metrics import softmax
+from applecider_core.pretrained import resolve_device
 from applecider_core.records import Alert, LightCurve, Spectrum
 from applecider_data import AlertParseError, PacketError, merge_light_curves, packet_to_alert
 
@@ -86,6 +87,7 @@ class Classifier:
         then by ``weights`` given here.
         """
         models_dir = Path(models_dir)
+        resolve_device(device)  # an unusable device fails before any model is read
         runners = {m: load_runner(m, models_dir / m, device) for m in modalities if (models_dir / m).is_dir()}
         if not runners:
             raise FusionError(

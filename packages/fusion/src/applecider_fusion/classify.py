@@ -15,7 +15,9 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
@@ -26,6 +28,7 @@ from applecider_data import iter_packets
 from .classifier import Classifier
 from .fusion import FusionError
 from .inputs import read_spectra_table
+from .report import write_report
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +37,8 @@ class _Writer:
     """JSON lines or CSV (flattened probability columns) to a file or stdout."""
 
     def __init__(self, path: str | None, fmt: str, fused_classes: Sequence[str]) -> None:
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.stream = open(path, "w", newline="") if path else sys.stdout
         self.fmt = fmt
         self.fused_classes = list(fused_classes)
@@ -73,22 +78,37 @@ def _table(records: Sequence[dict], total: int) -> str:
     return "\n".join(lines)
 
 
-def run(paths: Iterable[str], classifier: Classifier, writer: _Writer, spectra: dict, batch_size: int,
-        show: int = 20, progress: bool = True) -> tuple[int, int]:
-    """Classify everything under ``paths``; returns (records written, records without a classification)."""
+def run(paths: Iterable[str], classifier: Classifier, sinks: Sequence[Callable[[dict], object]], spectra: dict,
+        batch_size: int, show: int = 20, progress: bool = True) -> tuple[int, int, Counter]:
+    """Classify everything under ``paths``, handing each record to every sink; returns (records written,
+    records without a classification, number of records each modality contributed to)."""
     shown: list[dict] = []
     written = failed = 0
+    used: Counter = Counter()
     bar = tqdm(desc="alerts", unit="alert", disable=not progress, file=sys.stderr)
     for record in classifier.stream(iter_packets(list(paths)), spectra=spectra, batch_size=batch_size):
-        writer.write(record)
+        for sink in sinks:
+            sink(record)
         written += 1
         failed += record["top_class"] is None
+        used.update(record["modalities"])
         if len(shown) < show:
             shown.append(record)
         bar.update(1)
     bar.close()
     print(_table(shown, written), file=sys.stderr)
-    return written, failed
+    return written, failed, used
+
+
+def modality_summary(classifier: Classifier, used: Counter, written: int, spectra: dict) -> str:
+    """What actually ran: ``photometry 24/24, images 24/24, spectra 3/24 (spectra given for 3 objects)``."""
+    parts = []
+    for modality in classifier.runners:
+        note = ""
+        if modality == "spectra":
+            note = f" (spectra given for {len(spectra)} objects)" if spectra else " (no --spectra given)"
+        parts.append(f"{modality} {used[modality]}/{written}{note}")
+    return "alerts classified with: " + ", ".join(parts)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -103,6 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--report", metavar="HTML", help="also write a self-contained HTML report (see cider report)")
     parser.add_argument("--show", type=int, default=20, help="rows of the summary table printed to stderr")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -121,15 +142,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FusionError, PretrainedError, OSError, ValueError) as error:
         parser.exit(2, f"cider classify: error: {error}\n")
     writer = _Writer(args.out, fmt, classifier.fusion.classes)
+    collected: list[dict] = []  # for --report (a night's records are small next to its packets)
+    sinks = [writer.write, *([collected.append] if args.report else [])]
     start = time.perf_counter()
     try:
-        written, failed = run(args.alerts, classifier, writer, spectra, args.batch_size, args.show,
-                              progress=not args.no_progress)
+        written, failed, used = run(args.alerts, classifier, sinks, spectra, args.batch_size, args.show,
+                                    progress=not args.no_progress)
     finally:
         writer.close()
     elapsed = time.perf_counter() - start
     stages = ", ".join(f"{k} {v:.2f}s" for k, v in sorted(classifier.timings.seconds.items()))
-    print(f"{written} records ({failed} without a classification) in {elapsed:.1f}s "
-          f"[{stages}] using {'+'.join(classifier.runners)}"
+    print(f"{written} records ({failed} without a classification) in {elapsed:.1f}s [{stages}]"
           + (f"; written to {args.out}" if args.out else ""), file=sys.stderr)
+    print(modality_summary(classifier, used, written, spectra), file=sys.stderr)
+    if args.report:
+        size = write_report(collected, args.alerts, args.report)
+        print(f"report: {args.report} ({size / 1e6:.1f} MB)", file=sys.stderr)
     return 1 if failed else 0

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from applecider_core.config import ConfigError, load_yaml, parse_overrides, save_yaml
-from applecider_core.dataset import SharedDataset, open_dataset
+from applecider_core.config import ConfigError, did_you_mean, load_yaml, parse_overrides, save_yaml
+from applecider_core.dataset import SPLITS, SharedDataset, open_dataset
 from applecider_core.metrics import classification_report
 from applecider_core.plots import plot_confusion_matrix
 from applecider_core.pretrained import PretrainedError
@@ -42,6 +42,11 @@ class FusionEvaluationConfig:
     fit_temperatures: bool = True
     weights: dict[str, float] = field(default_factory=dict)
     device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        bad = [s for s in self.splits if s not in SPLITS]
+        if bad:
+            raise ConfigError(f"splits: unknown {bad}{did_you_mean(bad[0], SPLITS)}; allowed: {list(SPLITS)}")
 
 
 def _latest_alerts(ds: SharedDataset, split: str) -> dict[str, Alert]:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from applecider_core.pretrained import CONFIG_NAME, PretrainedError
+from applecider_core.pretrained import CONFIG_NAME, PretrainedError, resolve_device
 from applecider_core.records import Alert, LightCurve, Spectrum
 
 Batch = dict[str, torch.Tensor]
@@ -29,7 +29,7 @@ class ModalityRunner:
     name: str = ""
 
     def __init__(self, model: torch.nn.Module, device: str = "cpu") -> None:
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.class_names = tuple(model.config.class_names)
         self.preprocessor: dict[str, Any] = getattr(model, "preprocessor", {}) or {}
