@@ -143,11 +143,11 @@ def _unknown(argv: Sequence[str], commands: dict) -> int:
             print(_usage(list(commands), argv[0]), file=sys.stdout if len(argv) > 1 else sys.stderr)
             return 0 if len(argv) > 1 else EXIT_USER_ERROR
         wanted, choices = argv[1], subs
-        message = f"cider: unknown command {' '.join(argv[:2])!r}; `cider {argv[0]}` takes {' | '.join(subs)}"
+        message = f"cider: error: unknown command {' '.join(argv[:2])!r}; `cider {argv[0]}` takes {' | '.join(subs)}"
     else:
         wanted = argv[0]
         choices = sorted({name.split(".")[0] for name in commands} | {n.split(".")[0] for n in KNOWN_COMMANDS})
-        message = f"cider: unknown command {argv[0]!r}"
+        message = f"cider: error: unknown command {argv[0]!r}"
     missing = next((KNOWN_COMMANDS[n] for n in (".".join(argv[:2]), argv[0]) if n in KNOWN_COMMANDS), None)
     if missing:
         message += f" (it is provided by {missing}, which is not installed: pip install -e <its folder>)"
