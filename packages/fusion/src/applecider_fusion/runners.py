@@ -80,7 +80,8 @@ class PhotometryRunner(ModalityRunner):
         super().__init__(model, device)
         from applecider_photometry.features import from_preprocessor
 
-        self.feature_config, self.stats = from_preprocessor(self.preprocessor)
+        from_preprocessor(self.preprocessor)  # a model saved without its feature statistics fails at load
+
 
     @staticmethod
     def model_classes() -> tuple[type, ...]:
@@ -89,18 +90,9 @@ class PhotometryRunner(ModalityRunner):
         return (PhotometryClassifier,)
 
     def prepare(self, items: Sequence[LightCurve]) -> tuple[Batch, list[int], list[str | None]]:
-        from applecider_photometry import NoDetectionsError, build_events, collate_events
+        from applecider_photometry import prepare_light_curves
 
-        prepared, usable, errors = [], [], [None] * len(items)
-        for i, light_curve in enumerate(items):
-            try:
-                events = build_events(light_curve, self.feature_config)
-            except NoDetectionsError as error:
-                errors[i] = str(error)
-                continue
-            prepared.append({"events": self.stats.normalise(events.features), "times": events.times_days})
-            usable.append(i)
-        return (collate_events(prepared) if prepared else {}), usable, errors
+        return prepare_light_curves(self.model, items)
 
 
 class ImagesRunner(ModalityRunner):
@@ -140,9 +132,9 @@ class SpectraRunner(ModalityRunner):
         if getattr(model.config, "task", "classification") != "classification":
             raise PretrainedError(f"spectra model has task {model.config.task!r}; fusion needs a classifier")
         super().__init__(model, device)
-        from applecider_spectra import PreprocessConfig
+        from applecider_spectra import model_preprocess_config
 
-        self.preprocess = PreprocessConfig.from_json(self.preprocessor.get("preprocess", {}))
+        self.preprocess = model_preprocess_config(model)
 
     @staticmethod
     def model_classes() -> tuple[type, ...]:

@@ -9,7 +9,13 @@ from .features import (
     merge_band,
     merge_events,
 )
-from .modeling import PhotometryClassifier, PhotometryConfig, collate_events, fast_inference
+from .modeling import (
+    PhotometryClassifier,
+    PhotometryConfig,
+    collate_events,
+    fast_inference,
+    prepare_light_curves,
+)
 
 __version__ = "0.1.0"
 
@@ -25,4 +31,5 @@ __all__ = [
     "fast_inference",
     "merge_band",
     "merge_events",
+    "prepare_light_curves",
 ]

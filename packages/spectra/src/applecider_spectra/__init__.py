@@ -5,7 +5,15 @@ from .baselines import GalSpecNet, SpectraRNN
 from .configuration import GalSpecNetConfig, SpectraNetConfig, SpectraRNNConfig
 from .fftconv import FFTConv1d, MultiScaleConv1d, fft_conv1d_same
 from .modeling import SpectraNet
-from .preprocessing import EdgeMasking, PreprocessConfig, SpectrumError, preprocess_batch, preprocess_spectrum
+from .preprocessing import (
+    EdgeMasking,
+    PreprocessConfig,
+    SpectrumError,
+    model_preprocess_config,
+    preprocess_batch,
+    preprocess_for_model,
+    preprocess_spectrum,
+)
 
 ARCHITECTURES = {"spectranet": (SpectraNet, SpectraNetConfig), "galspecnet": (GalSpecNet, GalSpecNetConfig),
                  "rnn": (SpectraRNN, SpectraRNNConfig)}
@@ -22,5 +30,6 @@ def build_model(arch: str, preset: str = "paper", **overrides):
 __all__ = [
     "ARCHITECTURES", "EdgeMasking", "FFTConv1d", "GalSpecNet", "GalSpecNetConfig", "MultiScaleConv1d",
     "PreprocessConfig", "SpectraNet", "SpectraNetConfig", "SpectraRNN", "SpectraRNNConfig", "SpectrumError",
-    "build_model", "fft_conv1d_same", "preprocess_batch", "preprocess_spectrum",
+    "build_model", "fft_conv1d_same", "model_preprocess_config", "preprocess_batch", "preprocess_for_model",
+    "preprocess_spectrum",
 ]  # fmt: skip

@@ -28,7 +28,7 @@ from applecider_core.training import predict
 from . import ARCHITECTURES
 from .data import SpectraArrays, SpectraDataset, build_arrays
 from .metrics import composite_score, plot_redshift, redshift_metrics
-from .preprocessing import PreprocessConfig
+from .preprocessing import PreprocessConfig, model_preprocess_config
 from .train import SpectraRunConfig
 
 logger = logging.getLogger(__name__)
@@ -48,13 +48,9 @@ def load_model(directory: str | Path):
     raise PretrainedError(f"{directory}: model_type {model_type!r} is not a spectra model")
 
 
-def model_preprocess(model) -> PreprocessConfig:
-    return PreprocessConfig.from_json(getattr(model, "preprocessor", {}).get("preprocess", {}))
-
-
 def predict_redshift(model, spectra: Sequence[Spectrum], batch_size: int = 64) -> tuple[np.ndarray, list]:
     """Regressor predictions (N,) for ``spectra`` (NaN where a spectrum was rejected) and the errors."""
-    preprocess = model_preprocess(model)
+    preprocess = model_preprocess_config(model)
     arrays = build_arrays([_with_z(s) for s in spectra], preprocess, task="redshift")
     out = np.full(len(spectra), np.nan)
     if len(arrays):
@@ -100,7 +96,7 @@ def evaluate(config: SpectraRunConfig, model_dir: str | Path, out_dir: str | Pat
     classifier = load_model(model_dir)
     taxonomy = get_taxonomy(config.data.taxonomy)
     kwargs = {"taxonomy": taxonomy, "class_names": classifier.config.class_names}
-    given = model_preprocess(classifier)
+    given = model_preprocess_config(classifier)
     report: dict[str, Any] = {"split": split, "model": str(model_dir), "strategies": {}}
     arrays = build_arrays(spectra, given, **kwargs)
     report["strategies"]["given_z"] = classification_report_for(classifier, arrays, out_dir, "given_z", mc_passes)
@@ -116,7 +112,7 @@ def evaluate(config: SpectraRunConfig, model_dir: str | Path, out_dir: str | Pat
         arrays = build_arrays([spectra[i] for i in usable], given, redshifts=z_pred[usable], **kwargs)
         report["strategies"]["predicted_z"] = classification_report_for(classifier, arrays, out_dir, "predicted_z")
     no_z_model = load_model(no_z_model_dir) if no_z_model_dir is not None else classifier
-    no_z = PreprocessConfig.from_dict({**model_preprocess(no_z_model).to_dict(), "redshift_mode": "none"})
+    no_z = PreprocessConfig.from_dict({**model_preprocess_config(no_z_model).to_dict(), "redshift_mode": "none"})
     arrays = build_arrays(spectra, no_z, **kwargs)
     report["strategies"]["no_z"] = classification_report_for(no_z_model, arrays, out_dir, "no_z")
     report["no_z_model"] = str(no_z_model_dir or model_dir)
