@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 SKIP = re.compile(r"<!-- readme-test: skip(?::\s*(.*?))? -->\s*$")
 LANGUAGES = {"python": "python", "bash": "shell", "sh": "shell", "shell": "shell"}
-BLOCK_TIMEOUT_S = 300
+BLOCK_TIMEOUT_S = 900  # generous: on a quiet 2-core box the whole README takes ~2 min
 
 
 def readme_blocks() -> list[tuple[int, str, str, str | None]]:

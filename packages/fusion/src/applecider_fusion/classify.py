@@ -28,7 +28,7 @@ from applecider_data import iter_packets
 from .classifier import Classifier
 from .fusion import FusionError
 from .inputs import read_spectra_table
-from .report import write_report
+from .report import format_size, write_report
 
 logger = logging.getLogger(__name__)
 
@@ -157,5 +157,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(modality_summary(classifier, used, written, spectra), file=sys.stderr)
     if args.report:
         size = write_report(collected, args.alerts, args.report)
-        print(f"report: {args.report} ({size / 1e6:.1f} MB)", file=sys.stderr)
+        print(f"report: {args.report} ({format_size(size)})", file=sys.stderr)
     return 1 if failed else 0

@@ -124,6 +124,10 @@ def collect_views(records: Sequence[dict], alert_paths: Iterable[str]) -> tuple[
     return list(by_object.values()), orphans
 
 
+def format_size(size_bytes: int) -> str:
+    return f"{size_bytes / 1e6:.1f} MB" if size_bytes >= 100_000 else f"{size_bytes / 1e3:.0f} kB"
+
+
 def write_report(records: Sequence[dict], alert_paths: Iterable[str], out: str | Path,
                  title: str = "AppleCiDEr report") -> int:
     """Write the HTML report of ``records`` to ``out`` (folders created); returns its size in bytes."""
@@ -146,5 +150,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     records = read_predictions(args.predictions)
     size = write_report(records, args.alerts, args.out, args.title)
-    print(f"{args.out}: {len(records)} records, {size / 1e6:.1f} MB")
+    print(f"{args.out}: {len(records)} records, {format_size(size)}")
     return 0
