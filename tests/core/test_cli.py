@@ -7,15 +7,6 @@ import pytest
 from applecider_core import cli
 
 
-def error_line(capsys) -> str:
-    """The one error line a failed command printed (and nothing that looks like a traceback)."""
-    captured = capsys.readouterr()
-    assert "Traceback" not in captured.out + captured.err
-    lines = [line for line in captured.err.splitlines() if "error" in line]
-    assert len(lines) == 1, captured.err
-    return lines[0]
-
-
 def test_no_arguments_and_help(capsys):
     assert cli.main([]) == 2
     assert "installed commands" in capsys.readouterr().err
@@ -55,14 +46,14 @@ def test_check_help_does_not_run_the_check(capsys):
 
 @pytest.mark.parametrize(("argv", "suggestion"), [(["clasify"], "'classify'"), (["train", "photmetry"], "'photometry'"),
                                                   (["evalute"], "'evaluate'")])
-def test_typos_get_a_did_you_mean(argv, suggestion, capsys):
+def test_typos_get_a_did_you_mean(argv, suggestion, capsys, error_line):
     assert cli.main(argv) == 2
-    assert f"did you mean {suggestion}?" in error_line(capsys)
+    assert f"did you mean {suggestion}?" in error_line()
 
 
-def test_unknown_command_without_a_close_match(capsys):
+def test_unknown_command_without_a_close_match(capsys, error_line):
     assert cli.main(["frobnicate"]) == 2
-    line = error_line(capsys)
+    line = error_line()
     assert "unknown command 'frobnicate'" in line and "cider --help" in line and "did you mean" not in line
 
 
@@ -78,32 +69,32 @@ def _with_command(monkeypatch, function) -> None:
     monkeypatch.setattr(cli, "registered_commands", lambda: {"fake": _FakeEntryPoint(function)})
 
 
-def test_internal_errors_are_one_line_and_a_traceback_only_with_debug(monkeypatch, capsys):
+def test_internal_errors_are_one_line_and_a_traceback_only_with_debug(monkeypatch, capsys, error_line):
     def broken(argv):
         raise TypeError("unsupported operand")
 
     _with_command(monkeypatch, broken)
     assert cli.main(["fake"]) == 3
-    line = error_line(capsys)
+    line = error_line()
     assert "internal error: TypeError: unsupported operand" in line and "--debug" in line
     with pytest.raises(TypeError):
         cli.main(["fake", "--debug"])
 
 
-def test_user_errors_exit_2_and_interrupts_130(monkeypatch, capsys):
+def test_user_errors_exit_2_and_interrupts_130(monkeypatch, capsys, error_line):
     def missing_file(argv):
         open("/nonexistent/input.avro")
 
     _with_command(monkeypatch, missing_file)
     assert cli.main(["fake"]) == 2
-    assert "No such file or directory: /nonexistent/input.avro" in error_line(capsys)
+    assert "No such file or directory: /nonexistent/input.avro" in error_line()
 
     def message_exit(argv):
         raise SystemExit("no labelled light curves in data/x")
 
     _with_command(monkeypatch, message_exit)
     assert cli.main(["fake"]) == 2
-    assert "cider fake: error: no labelled light curves" in error_line(capsys)
+    assert "cider fake: error: no labelled light curves" in error_line()
 
     def interrupted(argv):
         raise KeyboardInterrupt
@@ -112,7 +103,7 @@ def test_user_errors_exit_2_and_interrupts_130(monkeypatch, capsys):
     assert cli.main(["fake"]) == 130
 
 
-def test_argparse_errors_become_one_line(monkeypatch, capsys):
+def test_argparse_errors_become_one_line(monkeypatch, capsys, error_line):
     import argparse
 
     def command(argv):
@@ -122,7 +113,7 @@ def test_argparse_errors_become_one_line(monkeypatch, capsys):
 
     _with_command(monkeypatch, command)
     assert cli.main(["fake"]) == 2
-    line = error_line(capsys)
+    line = error_line()
     assert "the following arguments are required: --config" in line and "cider fake --help" in line
     assert argparse.ArgumentParser.error.__name__ == "error" and "cli" not in argparse.ArgumentParser.error.__module__
 

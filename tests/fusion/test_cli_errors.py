@@ -16,14 +16,6 @@ from applecider_data import synthetic
 REPO = Path(__file__).resolve().parents[2]
 
 
-def error_line(capsys) -> str:
-    captured = capsys.readouterr()
-    assert "Traceback" not in captured.out + captured.err
-    lines = [line for line in captured.err.splitlines() if "error:" in line]
-    assert len(lines) == 1, captured.err
-    return lines[0]
-
-
 @pytest.fixture(scope="module")
 def alerts(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("alerts")
@@ -31,10 +23,10 @@ def alerts(tmp_path_factory) -> Path:
     return folder
 
 
-def test_evaluate_before_a_data_build(tmp_path, models_dir, capsys):
+def test_evaluate_before_a_data_build(tmp_path, models_dir, capsys, error_line):
     (tmp_path / "fusion.yaml").write_text(f"dataset: {tmp_path / 'not_built'}\nmodels: {models_dir}\n")
     assert cider(["evaluate", "--config", str(tmp_path / "fusion.yaml")]) == 2
-    line = error_line(capsys)
+    line = error_line()
     assert "no manifest.json" in line and "cider data build --config" in line
 
 
@@ -51,34 +43,34 @@ def test_evaluate_before_a_data_build(tmp_path, models_dir, capsys):
     (["train", "images"], "the following arguments are required: --config"),
     (["evaluate", "spectra", "--config", "configs/spectra.yaml"], "the following arguments are required: --model"),
 ])  # fmt: skip
-def test_config_and_argument_mistakes(argv, expected, capsys, monkeypatch):
+def test_config_and_argument_mistakes(argv, expected, capsys, monkeypatch, error_line):
     monkeypatch.chdir(REPO)
     assert cider(argv) == 2
-    assert expected in error_line(capsys)
+    assert expected in error_line()
 
 
-def test_data_build_unknown_key_and_broken_yaml(tmp_path, capsys):
+def test_data_build_unknown_key_and_broken_yaml(tmp_path, capsys, error_line):
     (tmp_path / "keys.yaml").write_text("output_dirr: somewhere\n")
     assert cider(["data", "build", "--config", str(tmp_path / "keys.yaml")]) == 2
-    assert "unknown keys ['output_dirr'] (did you mean 'output_dir'?)" in error_line(capsys)
+    assert "unknown keys ['output_dirr'] (did you mean 'output_dir'?)" in error_line()
     (tmp_path / "broken.yaml").write_text("sources:\n  alerts: [a.avro\n  labels: x.csv\n")
     assert cider(["data", "build", "--config", str(tmp_path / "broken.yaml")]) == 2
-    assert "broken.yaml: not valid YAML at line 3" in error_line(capsys)
+    assert "broken.yaml: not valid YAML at line 3" in error_line()
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
-def test_classify_on_a_gpu_that_is_not_there(alerts, models_dir, capsys):
+def test_classify_on_a_gpu_that_is_not_there(alerts, models_dir, capsys, error_line):
     assert cider(["classify", str(alerts), "--models", str(models_dir), "--device", "cuda"]) == 2
-    assert "torch sees no CUDA GPU here; use --device cpu" in error_line(capsys)
+    assert "torch sees no CUDA GPU here; use --device cpu" in error_line()
 
 
-def test_classify_missing_models_and_wrong_spectra_table(alerts, models_dir, tmp_path, capsys):
+def test_classify_missing_models_and_wrong_spectra_table(alerts, models_dir, tmp_path, capsys, error_line):
     assert cider(["classify", str(alerts), "--models", str(tmp_path / "none")]) == 2
-    assert "no model directories" in error_line(capsys)
+    assert "no model directories" in error_line()
     light_curves = tmp_path / "lightcurves.parquet"
     pd.DataFrame({"objectId": ["ZTF1"], "mjd": [1.0], "band": ["ztfg"], "mag": [18.0]}).to_parquet(light_curves)
     assert cider(["classify", str(alerts), "--models", str(models_dir), "--spectra", str(light_curves)]) == 2
-    line = error_line(capsys)
+    line = error_line()
     assert "not a spectra table" in line and "['object', 'wavelength', 'flux']" in line
 
 
@@ -100,9 +92,9 @@ def synthetic_spectra(alerts: Path, tmp_path: Path) -> Path:
     return write_spectra_csv(tmp_path / "spectra.csv", sorted(alerts.glob("*.avro"))[:1], seed=0)
 
 
-def test_report_of_a_file_that_is_not_predictions(tmp_path, capsys):
+def test_report_of_a_file_that_is_not_predictions(tmp_path, capsys, error_line):
     (tmp_path / "p.jsonl").write_text(json.dumps({"objectId": "ZTF1", "fused": {}}) + "\n{oops\n")
     assert cider(["report", str(tmp_path / "p.jsonl"), "--out", str(tmp_path / "r.html")]) == 2
-    assert "p.jsonl: line 2 is not JSON" in error_line(capsys)
+    assert "p.jsonl: line 2 is not JSON" in error_line()
     assert cider(["report", str(tmp_path / "absent.jsonl"), "--out", str(tmp_path / "r.html")]) == 2
-    assert "predictions file not found: " in error_line(capsys)
+    assert "predictions file not found: " in error_line()
