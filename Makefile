@@ -10,8 +10,10 @@ PYPROJECTS := pyproject.toml $(addsuffix /pyproject.toml,$(MEMBERS))
 TORCH := torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
 DEMO_DIR ?= demo_output
+# Debian's chromium renders the night report in its real-browser test; installed with apt-get when absent.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install demo test test-fast lint bench public-benchmark clean
+.PHONY: install browser demo test test-fast lint bench public-benchmark clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +24,13 @@ $(STAMP): $(BIN)/python $(PYPROJECTS)
 	$(BIN)/pip install --quiet $(foreach m,$(MEMBERS),-e $(m)) -e ".[dev]"
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) browser
+
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	{ command -v apt-get >/dev/null 2>&1 && $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; } || \
+	echo "chromium could not be installed here: the report's browser test will skip" >&2
 
 demo: install
 	$(BIN)/cider examples --out $(DEMO_DIR)/alerts --spectra 3

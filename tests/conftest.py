@@ -41,3 +41,18 @@ def _no_network(monkeypatch):
         return real_connect(self, address)
 
     monkeypatch.setattr(socket.socket, "connect", guarded)
+
+
+@pytest.fixture
+def error_line(capsys):
+    """``error_line()`` after a failed ``cider`` call: asserts no traceback was printed and exactly one
+    ``error:`` line went to stderr, and returns that line."""
+
+    def read() -> str:
+        captured = capsys.readouterr()
+        assert "Traceback" not in captured.out + captured.err
+        lines = [line for line in captured.err.splitlines() if "error:" in line]
+        assert len(lines) == 1, captured.err
+        return lines[0]
+
+    return read

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from applecider_core.errors import CiderError
+
 
 class AlertParseError(ValueError):
     """A fatal problem in one alert packet: ``field`` is the packet field at fault, ``reason`` says why."""
@@ -18,7 +20,7 @@ class AlertParseError(ValueError):
         self.reason = reason
 
 
-class SourceError(RuntimeError):
+class SourceError(CiderError, RuntimeError):
     """A remote source (Kowalski, SkyPortal) answered with an error or could not be reached."""
 
 

@@ -82,12 +82,24 @@ def read_labels(path: str | Path) -> LabelTable:
     return LabelTable(labels, redshifts, unmapped)
 
 
+SPECTRA_COLUMNS = ("object", "wavelength", "flux")  # required columns of a spectra parquet
+
+
 def iter_spectra(path: str | Path, exclude_sources: tuple[str, ...] = (), batch_size: int = 256
                  ) -> Iterator[SourcedSpectrum | tuple[str, str]]:  # fmt: skip
     """Spectra parquet rows → SourcedSpectrum, or ``(item, reason)`` for a skipped row. Streams batches."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    parquet = pq.ParquetFile(path)
+    try:
+        parquet = pq.ParquetFile(path)
+    except pa.ArrowException as error:
+        raise ValueError(f"{path}: not a readable parquet file ({error})") from error
+    missing = [c for c in SPECTRA_COLUMNS if c not in parquet.schema_arrow.names]
+    if missing:
+        raise ValueError(f"{path}: not a spectra table, it lacks columns {missing}; expected one row per spectrum "
+                         f"with columns {list(SPECTRA_COLUMNS)} (+ optional aliases, redshift, mjd, label, source) "
+                         "as in the public bundle's osc_spectra.parquet")
     row_index = 0
     for batch in parquet.iter_batches(batch_size=batch_size):
         for row in batch.to_pylist():

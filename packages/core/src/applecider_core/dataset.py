@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .errors import CiderError
 from .records import METADATA_FEATURES_BY_SURVEY, LightCurve, Spectrum, survey_of_metadata_columns
 
 FORMAT_VERSION = 1
@@ -39,7 +40,7 @@ SPLITS = ("train", "val", "test")
 TABLES = ("objects.parquet", "alerts.parquet", "light_curves.parquet", "spectra.parquet")
 
 
-class DatasetError(RuntimeError):
+class DatasetError(CiderError, RuntimeError):
     """A dataset directory that is missing, incomplete or of another format version."""
 
 
@@ -75,7 +76,7 @@ class SharedDataset:
         self.root = Path(root)
         manifest = self.root / "manifest.json"
         if not manifest.is_file():
-            raise DatasetError(f"{self.root}: no manifest.json; build one with `cider data build --config ...`")
+            raise DatasetError(f"{self.root}: no manifest.json (not a built dataset); build it first with `cider data build --config configs/data_public.yaml` or point the config at an existing build")
         self.manifest = json.loads(manifest.read_text())
         version = self.manifest.get("format_version")
         if version != FORMAT_VERSION:

@@ -17,14 +17,32 @@ if TYPE_CHECKING:  # torch is imported by the models themselves; ONNX-only runs 
     from torch import nn
 
 from .config import from_dict, to_dict
+from .errors import CiderError
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 PREPROCESSOR_NAME = "preprocessor.json"
 
 
-class PretrainedError(RuntimeError):
+class PretrainedError(CiderError, RuntimeError):
     """A model directory that is missing, incomplete, or does not match the requested model."""
+
+
+def resolve_device(name: str | torch.device) -> torch.device:
+    """``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"`` → a torch device that exists here, else ValueError saying so."""
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise ValueError(f"unknown device {name!r} ({error}); use cpu, cuda, cuda:N or mps") from error
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"device {name!r} requested but torch sees no CUDA GPU here; use --device cpu")
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"device {name!r} requested but only {count} CUDA GPU(s) exist (cuda:0..cuda:{count - 1})")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {name!r} requested but MPS is not available here; use --device cpu")
+    return device
 
 
 @dataclasses.dataclass

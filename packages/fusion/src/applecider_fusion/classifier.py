@@ -27,6 +27,7 @@ import numpy as np
 
 from applecider_core.engines import DEFAULT_THREADS
 from applecider_core.metrics import softmax
+from applecider_core.pretrained import resolve_device
 from applecider_core.records import METADATA_FEATURES, Alert, LightCurve, Spectrum
 from applecider_data import AlertParseError, PacketError, merge_light_curves, packet_to_alert
 
@@ -106,6 +107,7 @@ class Classifier:
         then by ``weights`` given here. Trust settings: ``models_dir/trust.json`` when present.
         """
         models_dir = Path(models_dir)
+        resolve_device(device)  # an unusable device fails before any model is read
         runners = {m: load_runner(m, models_dir / m, device, engine, threads)
                    for m in modalities if (models_dir / m).is_dir()}
         if not runners:

@@ -19,7 +19,9 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 
 from tqdm.auto import tqdm
 
@@ -30,6 +32,7 @@ from applecider_data import WireSchemas, iter_packets
 from .classifier import Classifier
 from .fusion import FusionError
 from .inputs import read_spectra_table
+from .report import format_size, write_report
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +41,8 @@ class _Writer:
     """JSON lines or CSV (flattened probability columns) to a file or stdout."""
 
     def __init__(self, path: str | None, fmt: str, fused_classes: Sequence[str]) -> None:
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.stream = open(path, "w", newline="") if path else sys.stdout
         self.fmt = fmt
         self.fused_classes = list(fused_classes)
@@ -83,14 +88,16 @@ def _table(records: Sequence[dict], total: int) -> str:
 
 
 class Tally:
-    """Counts over the records written: total, unclassified, abstained, out of distribution."""
+    """Counts over the records written: total, unclassified, abstained, out of distribution, per modality."""
 
     def __init__(self) -> None:
         self.written = self.failed = self.abstained = self.ood = self.assessed = 0
+        self.used: Counter = Counter()  # records each modality contributed to
 
     def add(self, record: dict) -> None:
         self.written += 1
         self.failed += record["top_class"] is None
+        self.used.update(record["modalities"])
         if record["abstain"] is not None:
             self.assessed += 1
             self.abstained += record["abstain"]
@@ -103,14 +110,15 @@ class Tally:
                 f"of {self.assessed} classified")
 
 
-def run(paths: Iterable[str], classifier: Classifier, writer: _Writer, spectra: dict, batch_size: int,
-        show: int = 20, progress: bool = True, schemas: WireSchemas | None = None) -> Tally:
-    """Classify everything under ``paths``; returns the tally of the records written."""
+def run(paths: Iterable[str], classifier: Classifier, sinks: Sequence[Callable[[dict], object]], spectra: dict,
+        batch_size: int, show: int = 20, progress: bool = True, schemas: WireSchemas | None = None) -> Tally:
+    """Classify everything under ``paths``, handing each record to every sink; returns the tally."""
     shown: list[dict] = []
     tally = Tally()
     bar = tqdm(desc="alerts", unit="alert", disable=not progress, file=sys.stderr)
     for record in classifier.stream(iter_packets(list(paths), schemas), spectra=spectra, batch_size=batch_size):
-        writer.write(record)
+        for sink in sinks:
+            sink(record)
         tally.add(record)
         if len(shown) < show:
             shown.append(record)
@@ -118,6 +126,17 @@ def run(paths: Iterable[str], classifier: Classifier, writer: _Writer, spectra: 
     bar.close()
     print(_table(shown, tally.written), file=sys.stderr)
     return tally
+
+
+def modality_summary(classifier: Classifier, used: Counter, written: int, spectra: dict) -> str:
+    """What actually ran: ``photometry 24/24, images 24/24, spectra 3/24 (spectra given for 3 objects)``."""
+    parts = []
+    for modality in classifier.runners:
+        note = ""
+        if modality == "spectra":
+            note = f" (spectra given for {len(spectra)} objects)" if spectra else " (no --spectra given)"
+        parts.append(f"{modality} {used[modality]}/{written}{note}")
+    return "alerts classified with: " + ", ".join(parts)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -138,6 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="torch (saved weights) or onnxruntime[-int8] (model.onnx from `cider export onnx`)")
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
                         help="CPU threads per engine (default 1: fastest under load; 0 = the library's choice)")
+    parser.add_argument("--report", metavar="HTML", help="also write a self-contained HTML report (see cider report)")
     parser.add_argument("--show", type=int, default=20, help="rows of the summary table printed to stderr")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -161,17 +181,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FusionError, PretrainedError, EngineError, OSError, ValueError) as error:
         parser.exit(2, f"cider classify: error: {error}\n")
     writer = _Writer(args.out, fmt, classifier.fusion.classes)
+    collected: list[dict] = []  # for --report (a night's records are small next to its packets)
+    sinks = [writer.write, *([collected.append] if args.report else [])]
     start = time.perf_counter()
     try:
         schemas = WireSchemas(args.schema_dir, args.schema_registry)
-        tally = run(args.alerts, classifier, writer, spectra, args.batch_size, args.show,
+        tally = run(args.alerts, classifier, sinks, spectra, args.batch_size, args.show,
                     progress=not args.no_progress, schemas=schemas)
     finally:
         writer.close()
     elapsed = time.perf_counter() - start
     stages = ", ".join(f"{k} {v:.2f}s" for k, v in sorted(classifier.timings.seconds.items()))
-    print(f"{tally.written} records ({tally.failed} without a classification) in {elapsed:.1f}s "
-          f"[{stages}] using {'+'.join(classifier.runners)}"
+    print(f"{tally.written} records ({tally.failed} without a classification) in {elapsed:.1f}s [{stages}]"
           + (f"; written to {args.out}" if args.out else ""), file=sys.stderr)
+    print(modality_summary(classifier, tally.used, tally.written, spectra), file=sys.stderr)
     print(tally.trust_line(), file=sys.stderr)
+    if args.report:
+        size = write_report(collected, args.alerts, args.report)
+        print(f"report: {args.report} ({format_size(size)})", file=sys.stderr)
     return 1 if tally.failed else 0

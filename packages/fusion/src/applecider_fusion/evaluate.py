@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from applecider_core.config import ConfigError, load_yaml, parse_overrides, save_yaml
-from applecider_core.dataset import DatasetError, SharedDataset, open_dataset
+from applecider_core.config import ConfigError, did_you_mean, load_yaml, parse_overrides, save_yaml
+from applecider_core.dataset import SPLITS, DatasetError, SharedDataset, open_dataset
 from applecider_core.engines import ENGINES, EngineError
 from applecider_core.metrics import classification_report
 from applecider_core.plots import plot_confusion_matrix
@@ -57,6 +57,9 @@ class FusionEvaluationConfig:
     engine: str = "torch"  # torch | onnxruntime | onnxruntime-int8 (models exported by `cider export onnx`)
 
     def __post_init__(self) -> None:
+        bad = [s for s in self.splits if s not in SPLITS]
+        if bad:
+            raise ConfigError(f"splits: unknown {bad}{did_you_mean(bad[0], SPLITS)}; allowed: {list(SPLITS)}")
         if "val" not in self.splits:
             raise ConfigError(f"splits must include val (temperatures and trust are fitted on it), got {list(self.splits)}")
         if not self.sweep_days or any(not h >= 0 for h in self.sweep_days):

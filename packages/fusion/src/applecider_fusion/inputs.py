@@ -41,13 +41,16 @@ def _from_csv(path: Path) -> dict[str, list[Spectrum]]:
 
 def _from_parquet(path: Path) -> dict[str, list[Spectrum]]:
     out: dict[str, list[Spectrum]] = defaultdict(list)
+    skipped: list[tuple[str, str]] = []
     for item in iter_spectra(path):
         if not isinstance(item, SourcedSpectrum):
-            logger.warning("%s: skipped %s: %s", path, *item)
+            skipped.append(item)
             continue
         keys = {name for name in item.names if re.match(ZTF_ID_PATTERN, name)} | {item.spectrum.object_id}
         for key in keys:
             out[key].append(item.spectrum)
+    if skipped:
+        logger.warning("%s: skipped %d unusable rows (first: %s: %s)", path, len(skipped), *skipped[0])
     return dict(out)
 
 

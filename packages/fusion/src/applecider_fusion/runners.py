@@ -130,7 +130,8 @@ class PhotometryRunner(ModalityRunner):
         super().__init__(config, preprocessor, engine)
         from applecider_photometry.features import from_preprocessor
 
-        self.feature_config, self.stats = from_preprocessor(self.preprocessor)
+        from_preprocessor(self.preprocessor)  # a model saved without its feature statistics fails at load
+
 
     @staticmethod
     def model_classes() -> tuple[type, ...]:

@@ -19,7 +19,7 @@ from .features import (
 __version__ = "0.1.0"
 
 __getattr__ = lazy_exports(__name__, {name: ".modeling" for name in (
-    "PhotometryClassifier", "collate_events", "fast_inference")})
+    "PhotometryClassifier", "collate_events", "fast_inference", "prepare_light_curves")})
 
 __all__ = [
     "EventSequence",
@@ -34,4 +34,5 @@ __all__ = [
     "merge_band",
     "merge_events",
     "pad_events",
+    "prepare_light_curves",
 ]

@@ -21,9 +21,10 @@ from torch import nn
 
 from applecider_core.losses import FocalLoss
 from applecider_core.pretrained import ClassifierOutput, PretrainedMixin
+from applecider_core.records import LightCurve
 
 from .configuration import PhotometryConfig
-from .features import pad_events
+from .features import NoDetectionsError, build_events, from_preprocessor, pad_events
 from .informer import InformerEncoder
 
 
@@ -165,3 +166,24 @@ def collate_events(items: Sequence[dict[str, Any]], max_events: int | None = Non
     if all("labels" in item for item in items):
         batch["labels"] = torch.as_tensor([int(item["labels"]) for item in items], dtype=torch.long)
     return batch
+
+
+def prepare_light_curves(model: PhotometryClassifier, light_curves: Sequence[LightCurve]
+                         ) -> tuple[dict[str, torch.Tensor], list[int], list[str | None]]:  # fmt: skip
+    """Light curves → the batch a saved ``model`` expects, with its preprocessor.json applied.
+
+    Events are built with the saved feature settings and normalised with the saved training statistics,
+    exactly as in training. Returns (``{"events", "mask", "times"}`` for the usable curves, or ``{}`` when
+    none is, their positions in ``light_curves``, an error string or None per input curve).
+    """
+    feature_config, stats = from_preprocessor(getattr(model, "preprocessor", None) or {})
+    prepared, usable, errors = [], [], [None] * len(light_curves)
+    for i, light_curve in enumerate(light_curves):
+        try:
+            events = build_events(light_curve, feature_config)
+        except NoDetectionsError as error:
+            errors[i] = str(error)
+            continue
+        prepared.append({"events": stats.normalise(events.features), "times": events.times_days})
+        usable.append(i)
+    return (collate_events(prepared) if prepared else {}), usable, errors

@@ -57,7 +57,7 @@ def run_pretraining(curves_train: Sequence[LabelledCurve], curves_val: Sequence[
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    run = parse_run_config(argv, PretrainRunConfig, "masked-event pretraining of the photometry encoder")
+    run = parse_run_config(argv, PretrainRunConfig, "cider pretrain photometry", "masked-event pretraining of the photometry encoder")
     dataset = open_dataset(run.data.path)
     bands = run.data.bands
     train_curves = load_split(dataset, "train", None, None, bands, labelled_only=False)

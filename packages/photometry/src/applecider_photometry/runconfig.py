@@ -105,9 +105,9 @@ class EvaluateRunConfig:
     output_dir: str = "runs/photometry/evaluation"
 
 
-def parse_run_config(argv: Sequence[str] | None, cls: type[T], description: str) -> T:
+def parse_run_config(argv: Sequence[str] | None, cls: type[T], prog: str, description: str) -> T:
     """``--config FILE`` and repeated ``--set key.path=value`` → run config ``cls`` (strict)."""
-    parser = argparse.ArgumentParser(description=description)
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--config", required=True, help="YAML run config (see configs/)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. train.epochs=3")
     args = parser.parse_args(None if argv is None else list(argv))

@@ -160,7 +160,7 @@ def run_finetuning(train_curves: Sequence[LabelledCurve], val_curves: Sequence[L
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    run = parse_run_config(argv, TrainRunConfig, "fine-tune the photometry classifier")
+    run = parse_run_config(argv, TrainRunConfig, "cider train photometry", "fine-tune the photometry classifier")
     taxonomy = get_taxonomy(run.data.taxonomy)
     candidates = run.data.class_names or taxonomy.classes
     dataset = open_dataset(run.data.path)

@@ -10,7 +10,15 @@ from applecider_core.lazy import lazy_exports
 from .configuration import GalSpecNetConfig, SpectraNetConfig, SpectraRNNConfig
 from .configuration_ccsnscore import CCSNscoreConfig
 from .configuration_sniascore import SNIascoreConfig
-from .preprocessing import EdgeMasking, PreprocessConfig, SpectrumError, preprocess_batch, preprocess_spectrum
+from .preprocessing import (
+    EdgeMasking,
+    PreprocessConfig,
+    SpectrumError,
+    model_preprocess_config,
+    preprocess_batch,
+    preprocess_for_model,
+    preprocess_spectrum,
+)
 from .sedm import SEDMGridConfig
 
 CONFIGS = {"spectranet": SpectraNetConfig, "galspecnet": GalSpecNetConfig, "rnn": SpectraRNNConfig}
@@ -59,6 +67,8 @@ __all__ = [
     "SpectrumError",
     "build_model",
     "fft_conv1d_same",
+    "model_preprocess_config",
     "preprocess_batch",
+    "preprocess_for_model",
     "preprocess_spectrum",
 ]  # fmt: skip

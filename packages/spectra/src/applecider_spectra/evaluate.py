@@ -29,7 +29,7 @@ from applecider_core.training import predict
 from . import ARCHITECTURES
 from .data import SpectraArrays, SpectraDataset, build_arrays, select
 from .metrics import composite_score, plot_redshift, redshift_metrics
-from .preprocessing import PreprocessConfig
+from .preprocessing import PreprocessConfig, model_preprocess_config
 from .train import SpectraRunConfig
 
 logger = logging.getLogger(__name__)
@@ -49,13 +49,9 @@ def load_model(directory: str | Path):
     raise PretrainedError(f"{directory}: model_type {model_type!r} is not a spectra model")
 
 
-def model_preprocess(model) -> PreprocessConfig:
-    return PreprocessConfig.from_json(getattr(model, "preprocessor", {}).get("preprocess", {}))
-
-
 def predict_redshift(model, spectra: Sequence[Spectrum], batch_size: int = 64) -> tuple[np.ndarray, list]:
     """Regressor predictions (N,) for ``spectra`` (NaN where a spectrum was rejected) and the errors."""
-    preprocess = model_preprocess(model)
+    preprocess = model_preprocess_config(model)
     arrays = build_arrays([_with_z(s) for s in spectra], preprocess, task="redshift")
     out = np.full(len(spectra), np.nan)
     if len(arrays):
@@ -101,7 +97,7 @@ def evaluate(config: SpectraRunConfig, model_dir: str | Path, out_dir: str | Pat
     classifier = load_model(model_dir)
     taxonomy = get_taxonomy(config.data.taxonomy)
     kwargs = {"taxonomy": taxonomy, "class_names": classifier.config.class_names}
-    given = model_preprocess(classifier)
+    given = model_preprocess_config(classifier)
     report: dict[str, Any] = {"split": split, "model": str(model_dir), "strategies": {}}
     strategies = {"given_z": (classifier, build_arrays(spectra, given, **kwargs))}
     if redshift_model_dir is not None:
@@ -116,7 +112,7 @@ def evaluate(config: SpectraRunConfig, model_dir: str | Path, out_dir: str | Pat
         strategies["predicted_z"] = (classifier, build_arrays([spectra[i] for i in usable], given,
                                                               redshifts=z_pred[usable], **kwargs))
     no_z_model = load_model(no_z_model_dir) if no_z_model_dir is not None else classifier
-    no_z = PreprocessConfig.from_dict({**model_preprocess(no_z_model).to_dict(), "redshift_mode": "none"})
+    no_z = PreprocessConfig.from_dict({**model_preprocess_config(no_z_model).to_dict(), "redshift_mode": "none"})
     strategies["no_z"] = (no_z_model, build_arrays(spectra, no_z, **kwargs))
     # Every strategy is scored on the same spectra: those usable under all of them (given z needs a
     # catalogue redshift, predicted z a regressor output), so the strategies differ only in the redshift.

@@ -179,6 +179,19 @@ def preprocess_batch(spectra: Sequence[Spectrum], config: PreprocessConfig | Non
     return PreprocessedBatch(flux_array, mask_array, indices, ids, errors)
 
 
+def model_preprocess_config(model) -> PreprocessConfig:
+    """The preprocessing a saved spectra model was trained with (``preprocess`` in its preprocessor.json)."""
+    return PreprocessConfig.from_json((getattr(model, "preprocessor", None) or {}).get("preprocess", {}))
+
+
+def preprocess_for_model(model, spectra: Sequence[Spectrum]) -> PreprocessedBatch:
+    """Spectra → the ``flux`` (N_good, num_points) tensor ``model`` expects, its preprocessor.json applied.
+
+    ``model`` is any spectra model loaded with ``from_pretrained``; rejected spectra are in ``errors``.
+    """
+    return preprocess_batch(spectra, model_preprocess_config(model))
+
+
 class EdgeMasking:
     """Training augmentation: zero 1..``mask_max_points`` grid points from the blue or the red end.
 
