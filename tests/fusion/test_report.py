@@ -70,7 +70,7 @@ def test_report_structure(night):
         assert page.count(f'<div class="bl">{modality}:') == len(objects)
     text = " ".join(outline.text)
     assert f"alerts {len(records)}" in " ".join(text.split()) and "objects by top class" in text
-    assert "not in these records" in text  # no abstain/ood keys yet: said so, not invented
+    assert "not assessed in these records" in text  # models without trust.json: said so, not invented
     # self-contained: nothing fetched from anywhere
     assert not outline.having("link") and all("src" not in a for t, a in outline.tags if t == "script")
     assert "http://" not in page and "https://" not in page

@@ -30,6 +30,8 @@ class PretrainedError(CiderError, RuntimeError):
 
 def resolve_device(name: str | torch.device) -> torch.device:
     """``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"`` → a torch device that exists here, else ValueError saying so."""
+    import torch
+
     try:
         device = torch.device(name)
     except RuntimeError as error:

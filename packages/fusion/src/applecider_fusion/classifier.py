@@ -107,7 +107,8 @@ class Classifier:
         then by ``weights`` given here. Trust settings: ``models_dir/trust.json`` when present.
         """
         models_dir = Path(models_dir)
-        resolve_device(device)  # an unusable device fails before any model is read
+        if str(device) != "cpu":  # an unusable device fails before any model is read (cpu needs no torch)
+            resolve_device(device)
         runners = {m: load_runner(m, models_dir / m, device, engine, threads)
                    for m in modalities if (models_dir / m).is_dir()}
         if not runners:

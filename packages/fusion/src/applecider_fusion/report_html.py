@@ -54,8 +54,9 @@ f.oninput=()=>{const q=f.value.toLowerCase();let n=0;t.tBodies[0].querySelectorA
 
 
 def _share(records: Sequence[dict], key: str) -> str | None:
-    """``"12 (3.4 %)"`` for records whose ``key`` is true, or None when no record has that key."""
-    having = [r for r in records if key in r]
+    """``"12 (3.4 %)"`` for records whose ``key`` is true, or None when no record was assessed (key absent or
+    null: models without trust.json)."""
+    having = [r for r in records if r.get(key) is not None]
     if not having:
         return None
     count = sum(bool(r[key]) for r in having)
@@ -73,7 +74,7 @@ def summary_rows(records: Sequence[dict], views: Sequence[ObjectView], orphans: 
             ("alerts per modality", ", ".join(f"{m} {n}" for m, n in sorted(modalities.items())) or "none")]
     for label, key in (("abstained", "abstain"), ("out of distribution", "ood")):
         share = _share(records, key)
-        rows.append((label, share if share is not None else "not in these records"))
+        rows.append((label, share if share is not None else "not assessed in these records (no trust.json next to the models)"))
     with_errors = sum(bool(r.get("errors")) for r in records)
     rows.append(("alerts with errors", str(with_errors)))
     if orphans:

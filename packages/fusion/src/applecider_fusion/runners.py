@@ -130,8 +130,7 @@ class PhotometryRunner(ModalityRunner):
         super().__init__(config, preprocessor, engine)
         from applecider_photometry.features import from_preprocessor
 
-        from_preprocessor(self.preprocessor)  # a model saved without its feature statistics fails at load
-
+        self.feature_config, self.stats = from_preprocessor(self.preprocessor)
 
     @staticmethod
     def model_classes() -> tuple[type, ...]:

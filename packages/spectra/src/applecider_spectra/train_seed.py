@@ -298,5 +298,9 @@ def config_arch(path: str | Path, overrides: dict[str, Any] | None = None) -> st
 
     if overrides and "model.arch" in overrides:
         return overrides["model.arch"]
-    data = yaml.safe_load(Path(path).read_text()) or {}
-    return (data.get("model") or {}).get("arch")
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return None  # the regular config loader reports a missing or broken file in one line
+    model = data.get("model") if isinstance(data, dict) else None
+    return model.get("arch") if isinstance(model, dict) else None
