@@ -45,6 +45,12 @@ def _iter_avro_stream(stream: BinaryIO, source: str, item: str) -> Iterator[tupl
         yield source, item, PacketError(source, item, reason)
 
 
+def iter_avro_bytes(data: bytes, source: str, item: str = "") -> Iterator[PacketOrError]:
+    """The packets of one Avro container held in memory (a ZTF Kafka message), or a PacketError."""
+    for _source, _item, packet in _iter_avro_stream(io.BytesIO(data), source, item):
+        yield packet
+
+
 def iter_avro_file(path: str | Path) -> Iterator[tuple[str, str, PacketOrError]]:
     path = Path(path)
     try:
@@ -92,16 +98,20 @@ def iter_alert_parquet(path: str | Path, batch_size: int = 64) -> Iterator[tuple
         for record in batch.to_pylist():
             item = f"row {row} candid {record.get('candid')}"
             row += 1
-            try:
-                record["candidate"] = _json_field(record.get("candidate"), "candidate")
-                record["prv_candidates"] = _json_field(record.get("prv_candidates"), "prv_candidates")
-            except json.JSONDecodeError as err:
-                yield str(path), item, PacketError(str(path), item, f"invalid JSON in candidate/prv_candidates: {err}")
-                continue
-            for name in CUTOUT_FIELDS:
-                value = record.get(name)
-                record[name] = None if value is None else {"fileName": "", "stampData": value}
-            yield str(path), item, record
+            yield str(path), item, parquet_row_to_packet(record, str(path), item)
+
+
+def parquet_row_to_packet(record: dict, source: str = "parquet", item: str = "") -> PacketOrError:
+    """One alert parquet row (dict) → ZTF packet dict (JSON columns decoded, cutouts wrapped), in place."""
+    try:
+        record["candidate"] = _json_field(record.get("candidate"), "candidate")
+        record["prv_candidates"] = _json_field(record.get("prv_candidates"), "prv_candidates")
+    except json.JSONDecodeError as err:
+        return PacketError(source, item, f"invalid JSON in candidate/prv_candidates: {err}")
+    for name in CUTOUT_FIELDS:
+        value = record.get(name)
+        record[name] = None if value is None or isinstance(value, dict) else {"fileName": "", "stampData": value}
+    return record
 
 
 def _expand(paths: Iterable[str | Path]) -> Iterator[Path]:
