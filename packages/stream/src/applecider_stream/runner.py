@@ -77,6 +77,8 @@ class StreamRunner:
             if messages:
                 self._process(messages)
                 idle_since = time.time()
+            elif not self.consumer.assignment():  # idle time counts from the moment we own partitions
+                idle_since = time.time()
             elif self.settings.idle_exit_s is not None and time.time() - idle_since >= self.settings.idle_exit_s:
                 logger.info("no message for %.1f s: stopping", self.settings.idle_exit_s)
                 break
