@@ -16,6 +16,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 RELEASED_MODELS = REPO_ROOT / "models"
 PARTITIONS = 4  # the mock cluster auto-creates topics with 4 partitions
+# short group timeouts so that a killed member is noticed in seconds, not librdkafka's default 45 s
+FAST_GROUP = ["--kafka-option", "session.timeout.ms=6000", "--kafka-option", "heartbeat.interval.ms=500"]
 
 
 @pytest.fixture(scope="module")

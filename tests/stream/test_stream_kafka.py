@@ -15,13 +15,13 @@ from applecider_stream import decode_records
 from applecider_stream.cli import main
 from applecider_stream.publish import publish_packets
 
-from .conftest import PARTITIONS, RELEASED_MODELS, committed_total, consume_all
+from .conftest import FAST_GROUP, PARTITIONS, RELEASED_MODELS, committed_total, consume_all
 
 
 def _args(bootstrap, topic, group, tmp_path, *extra):
     return ["--bootstrap-servers", bootstrap, "--topic", topic, "--group-id", group, "--models", str(RELEASED_MODELS),
             "--from-beginning", "--idle-exit-s", "3", "--max-wait-s", "0.5", "--threads", "1",
-            "--stats-out", str(tmp_path / "stats.json"), *extra]  # fmt: skip
+            "--stats-out", str(tmp_path / "stats.json"), *FAST_GROUP, *extra]  # fmt: skip
 
 
 def test_stream_classifies_writes_every_sink_and_dead_letters(kafka, unique, tmp_path):

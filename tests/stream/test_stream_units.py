@@ -10,7 +10,12 @@ import pytest
 
 from applecider_core.config import ConfigError
 from applecider_data import PacketError, iter_packets, packet_to_alert, synthetic
-from applecider_data.kowalski import classification_requests, classification_update, document_to_packet, packet_to_documents
+from applecider_data.kowalski import (
+    classification_requests,
+    classification_update,
+    document_to_packet,
+    packet_to_documents,
+)
 from applecider_data.skyportal import SkyPortalClient
 from applecider_data.writers import packet_to_avro
 from applecider_stream import decode_records, encode_record, get_decoder, record_schema
