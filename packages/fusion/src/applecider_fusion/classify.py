@@ -74,12 +74,15 @@ def _table(records: Sequence[dict], total: int) -> str:
 
 
 def run(paths: Iterable[str], classifier: Classifier, writer: _Writer, spectra: dict, batch_size: int,
-        show: int = 20, progress: bool = True) -> tuple[int, int]:
-    """Classify everything under ``paths``; returns (records written, records without a classification)."""
+        show: int = 20, progress: bool = True, records: Iterable[dict] | None = None) -> tuple[int, int]:
+    """Classify everything under ``paths`` (or write ``records`` computed elsewhere, e.g. on Ray);
+    returns (records written, records without a classification)."""
     shown: list[dict] = []
     written = failed = 0
     bar = tqdm(desc="alerts", unit="alert", disable=not progress, file=sys.stderr)
-    for record in classifier.stream(iter_packets(list(paths)), spectra=spectra, batch_size=batch_size):
+    if records is None:
+        records = classifier.stream(iter_packets(list(paths)), spectra=spectra, batch_size=batch_size)
+    for record in records:
         writer.write(record)
         written += 1
         failed += record["top_class"] is None
@@ -104,6 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--show", type=int, default=20, help="rows of the summary table printed to stderr")
+    parser.add_argument("--engine", choices=("local", "ray"), default="local",
+                        help="local: this process; ray: Ray Data actors over alert parquet tables (the [ray] extra)")
+    parser.add_argument("--ray-address", help="existing Ray cluster (auto, ray://HEAD:10001); default: a local Ray")
+    parser.add_argument("--ray-workers", type=int, default=2, help="Ray actors (each loads the models once)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     if args.batch_size < 1:
@@ -121,15 +128,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FusionError, PretrainedError, OSError, ValueError) as error:
         parser.exit(2, f"cider classify: error: {error}\n")
     writer = _Writer(args.out, fmt, classifier.fusion.classes)
+    records = None
+    if args.engine == "ray":
+        from .backfill import classify_on_ray, parquet_inputs
+
+        try:
+            parquet_inputs(args.alerts)
+        except ValueError as error:
+            parser.exit(2, f"cider classify: error: {error}\n")
+        records = classify_on_ray(args.alerts, args.models, spectra, args.batch_size, args.ray_workers,
+                                  args.ray_address, args.device, weights, args.threads or 1)  # fmt: skip
     start = time.perf_counter()
     try:
         written, failed = run(args.alerts, classifier, writer, spectra, args.batch_size, args.show,
-                              progress=not args.no_progress)
+                              progress=not args.no_progress, records=records)
     finally:
         writer.close()
     elapsed = time.perf_counter() - start
     stages = ", ".join(f"{k} {v:.2f}s" for k, v in sorted(classifier.timings.seconds.items()))
     print(f"{written} records ({failed} without a classification) in {elapsed:.1f}s "
-          f"[{stages}] using {'+'.join(classifier.runners)}"
+          f"[{stages or 'engine ' + args.engine}] using {'+'.join(classifier.runners)}"
           + (f"; written to {args.out}" if args.out else ""), file=sys.stderr)
     return 1 if failed else 0

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 import zlib
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,46 +35,51 @@ def partition_of(object_id: str, partitions: int) -> int:
     return zlib.crc32(object_id.encode()) % partitions
 
 
+def encode_packets(packets: Iterable[Mapping[str, Any] | PacketError]) -> Iterator[tuple[str, bytes]]:
+    """(objectId, one-alert Avro container) per packet; PacketErrors are skipped."""
+    for packet in packets:
+        if not isinstance(packet, PacketError):
+            yield str(packet["objectId"]), packet_to_avro(packet)
+
+
 def publish_packets(producer: Any, topic: str, packets: Iterable[Mapping[str, Any] | PacketError], partitions: int,
                     backlog: Backlog | None = None, flush_timeout_s: float = 60.0) -> int:  # fmt: skip
     """Produce every packet (PacketErrors are skipped) and flush; returns the number produced."""
+    return publish_messages(producer, topic, encode_packets(packets), partitions, backlog, flush_timeout_s)
+
+
+def publish_messages(producer: Any, topic: str, messages: Iterable[tuple[str, bytes]], partitions: int,
+                     backlog: Backlog | None = None, flush_timeout_s: float = 60.0) -> int:  # fmt: skip
+    """Produce ``(objectId, value)`` messages keyed by objectId, paced by ``backlog`` if given, and flush."""
     from confluent_kafka import TopicPartition
 
     failures: list[str] = []
     in_flight: dict[int, list[list[int]]] = defaultdict(list)  # partition -> [[offset or -1, bytes]]
 
-    def delivered(error, message) -> None:
-        if error is not None:
-            failures.append(f"key {message.key()!r}: {error}")
-
     def wait_for_room(partition: int, size: int) -> None:
+        """Block until the partition's uncommitted bytes leave room (asks the group only when over budget)."""
         deadline = time.monotonic() + backlog.timeout_s
-        while True:
+        while sum(e[1] for e in in_flight[partition]) + size > backlog.max_bytes_per_partition and in_flight[partition]:
             producer.poll(0)
             committed = backlog.watcher.committed([TopicPartition(topic, partition)], timeout=10)[0].offset
-            pending = [e for e in in_flight[partition] if e[0] < 0 or e[0] >= committed]
-            in_flight[partition] = pending
-            if sum(e[1] for e in pending) + size <= backlog.max_bytes_per_partition or not pending:
-                return
+            in_flight[partition] = [e for e in in_flight[partition] if e[0] < 0 or e[0] >= committed]
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{topic}[{partition}]: the group committed nothing for {backlog.timeout_s} s")
-            time.sleep(0.1)
+            time.sleep(0.05)
 
     produced = 0
-    for packet in packets:
-        if isinstance(packet, PacketError):
-            continue
-        value, partition = packet_to_avro(packet), partition_of(str(packet["objectId"]), partitions)
+    for object_id, value in messages:
+        partition = partition_of(object_id, partitions)
         if backlog is not None:
             wait_for_room(partition, len(value))
         entry = [-1, len(value)]
 
         def on_delivery(error, message, entry=entry) -> None:
-            delivered(error, message)
+            if error is not None:
+                failures.append(f"key {message.key()!r}: {error}")
             entry[0] = message.offset() if error is None else -1
 
-        producer.produce(topic, value=value, key=str(packet["objectId"]).encode(), partition=partition,
-                         on_delivery=on_delivery)  # fmt: skip
+        producer.produce(topic, value=value, key=object_id.encode(), partition=partition, on_delivery=on_delivery)
         in_flight[partition].append(entry)
         producer.poll(0)
         produced += 1
