@@ -80,19 +80,23 @@ def classify_on_ray(paths: Sequence[str], models_dir: str, spectra: Mapping[str,
                     batch_size: int = 256, workers: int = 2, address: str | None = None, device: str = "cpu",
                     weights: Mapping[str, float] | None = None, threads: int | None = 1) -> Iterator[dict]:  # fmt: skip
     """Records of every alert in the parquet tables ``paths``, computed on Ray (see the module docstring)."""
+    import pyarrow.parquet as pq
     import ray
 
     files = parquet_inputs(paths)
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False,
+        # a local Ray gets one CPU per actor plus one for reading and grouping (else the actors starve them)
+        local = {} if address else {"num_cpus": workers + 1, "_node_ip_address": "127.0.0.1"}
+        ray.init(address=address, **local, include_dashboard=False,
                  log_to_driver=False, configure_logging=False)  # fmt: skip
     try:
         dataset = ray.data.read_parquet(files)
-        buckets = max(4 * workers, math.ceil(dataset.count() / ALERTS_PER_BUCKET))
+        rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+        buckets = max(2 * workers, math.ceil(rows / ALERTS_PER_BUCKET))
         dataset = dataset.map_batches(_with_bucket, batch_format="pandas", fn_kwargs={"buckets": buckets})
-        records = dataset.groupby(BUCKET_COLUMN).map_groups(
-            ObjectGroupClassifier, batch_format="pandas", concurrency=workers, num_cpus=1,
+        records = dataset.groupby(BUCKET_COLUMN, num_partitions=buckets).map_groups(
+            ObjectGroupClassifier, batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1,
             fn_constructor_kwargs={"models_dir": str(models_dir), "device": device, "weights": dict(weights or {}),
                                    "spectra": dict(spectra or {}), "batch_size": batch_size, "threads": threads},
         )  # fmt: skip
