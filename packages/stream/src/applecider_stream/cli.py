@@ -31,7 +31,7 @@ from .settings import StreamSettings
 from .sinks import DeadLetterSink, FailureLog, JsonLinesSink, KafkaSink
 
 logger = logging.getLogger(__name__)
-LIST_FLAGS = {"topic": "topics", "skyportal_group_id": "skyportal_group_ids", "kafka_option": "kafka"}
+LIST_FLAGS = {"topic": "topics", "lsst_schema_dir": "lsst_schema_dirs", "skyportal_group_id": "skyportal_group_ids", "kafka_option": "kafka"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     add("--group-id")
     add("--models", help="directory with photometry/, images/, spectra/ models (default: models)")
     add("--decoder", choices=("auto", "ztf", "lsst"), help="message format (default: auto, by the first bytes)")
+    add("--lsst-schema-dir", action="append", help="directory of Rubin writer schemas (repeatable)")
+    add("--schema-registry-url", help="Confluent-compatible schema registry for wire-format schema ids")
     add("--output-topic", help="Kafka topic for the records (Avro, keyed by candid)")
     add("--dead-letter-topic", help="Kafka topic for the raw bytes of undecodable messages")
     add("--out", help="JSON lines file for the records")
@@ -158,7 +160,7 @@ def _consumer(settings: StreamSettings):
 
 def main(argv: Sequence[str] | None = None) -> int:
     settings = resolve_settings(argv)
-    decoder = get_decoder(settings.decoder)
+    decoder = get_decoder(settings.decoder, settings.lsst_schema_dirs, settings.schema_registry_url)
     if settings.threads:
         import torch
 

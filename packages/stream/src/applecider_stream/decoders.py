@@ -12,6 +12,7 @@ into an error record (and, if configured, a dead-letter message with the raw byt
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from applecider_data import PacketError, iter_avro_bytes
 
@@ -28,16 +29,29 @@ def decode_ztf(value: bytes, where: str) -> Decoded:
     return packets or [PacketError(where, "", "Avro container holds no alert")]
 
 
-def decode_lsst(value: bytes, where: str) -> Decoded:
-    try:
-        from applecider_data import decode_wire_message
-    except ImportError:
-        return [PacketError(where, "", "Rubin wire-format decoding needs applecider_data.decode_wire_message, "
-                                       "which this applecider-data does not provide")]  # fmt: skip
-    try:
-        return [decode_wire_message(value)]
-    except (ValueError, KeyError, EOFError, TypeError) as error:
-        return [PacketError(where, "", f"undecodable wire-format message: {type(error).__name__}: {error}")]
+class RubinDecoder:
+    """Wire-format messages through ``applecider_data.decode_wire_message(data, WireSchemas(dirs, registry))``
+    (the Rubin reader of applecider-data); without it every message is an error record saying so."""
+
+    def __init__(self, schema_dirs: tuple[str, ...] = (), registry_url: str | None = None) -> None:
+        self.schema_dirs, self.registry_url = schema_dirs, registry_url
+        self._schemas: Any = None
+
+    def __call__(self, value: bytes, where: str) -> Decoded:
+        try:
+            from applecider_data import AlertParseError, WireSchemas, decode_wire_message
+        except ImportError:
+            return [PacketError(where, "", "Rubin wire-format decoding needs applecider_data.decode_wire_message, "
+                                           "which this applecider-data does not provide")]  # fmt: skip
+        if self._schemas is None:
+            self._schemas = WireSchemas(self.schema_dirs, registry_url=self.registry_url)
+        try:
+            return [decode_wire_message(value, self._schemas)]
+        except AlertParseError as error:
+            return [PacketError(where, "", f"undecodable wire-format message: {error}")]
+
+
+decode_lsst = RubinDecoder()
 
 
 def decode_auto(value: bytes, where: str) -> Decoded:
@@ -51,7 +65,13 @@ def decode_auto(value: bytes, where: str) -> Decoded:
 DECODERS: dict[str, Decoder] = {"ztf": decode_ztf, "lsst": decode_lsst, "auto": decode_auto}
 
 
-def get_decoder(name: str) -> Decoder:
+def get_decoder(name: str, lsst_schema_dirs: tuple[str, ...] = (), schema_registry_url: str | None = None) -> Decoder:
+    """The decoder called ``name``; the Rubin one reads writer schemas from the directories / registry given."""
     if name not in DECODERS:
         raise ValueError(f"unknown decoder {name!r}; allowed: {sorted(DECODERS)}")
-    return DECODERS[name]
+    if name == "ztf" or not (lsst_schema_dirs or schema_registry_url):
+        return DECODERS[name]
+    rubin = RubinDecoder(tuple(lsst_schema_dirs), schema_registry_url)
+    if name == "lsst":
+        return rubin
+    return lambda value, where: (rubin if value[:1] == WIRE_FORMAT_MAGIC else decode_auto)(value, where)

@@ -20,6 +20,8 @@ class StreamSettings:
     group_id: str = ""
     models: str = "models"
     decoder: str = "auto"  # ztf | lsst | auto (see decoders.py)
+    lsst_schema_dirs: tuple[str, ...] = ()  # Rubin writer schemas (<id>.avsc or Rubin's layout)
+    schema_registry_url: str | None = None  # or a Confluent-compatible registry
     # sinks (any combination; at least one)
     output_topic: str | None = None
     dead_letter_topic: str | None = None
