@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -29,7 +30,8 @@ from applecider_fusion.classifier import Classifier
 from applecider_stream.publish import Backlog, encode_packets, publish_messages
 
 REPO = Path(__file__).resolve().parents[1]
-PARQUET = REPO.parent / "shared" / "data" / "alerts" / "ztf_public_alerts.parquet"
+SHARED = Path(os.environ.get("APPLECIDER_SHARED_DATA", REPO.parent / "shared" / "data"))
+PARQUET = SHARED / "alerts" / "ztf_public_alerts.parquet"
 PARTITIONS = 4
 
 
@@ -93,6 +95,8 @@ def main() -> None:
     args = parser.parse_args()
     import confluent_kafka
 
+    if not PARQUET.is_file():
+        raise SystemExit(f"{PARQUET} not found (set APPLECIDER_SHARED_DATA)")
     packets = [p for p in iter_packets(PARQUET) if isinstance(p, dict)][: args.alerts]
     messages = list(encode_packets(packets))
     producer = confluent_kafka.Producer({"test.mock.num.brokers": 1, "bootstrap.servers": "", "log_level": 2})
