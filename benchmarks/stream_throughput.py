@@ -49,6 +49,7 @@ def streamed(producer, bootstrap: str, messages, consumers: int, batch_size: int
     topic, group, out = f"in-{tag}", f"g-{tag}", f"out-{tag}"
     threads = str(2 // consumers)
     folder = Path(tempfile.mkdtemp(prefix="stream_bench_"))
+    producer.list_topics(topic, timeout=10)  # the mock creates the (empty) topic so the group can be assigned
     procs = [subprocess.Popen([sys.executable, "-m", "applecider_core.cli", "stream", "--bootstrap-servers", bootstrap,
                                "--topic", topic, "--group-id", group, "--models", str(REPO / "models"),
                                "--output-topic", out, "--from-beginning", "--batch-size", str(batch_size),

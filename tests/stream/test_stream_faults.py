@@ -112,6 +112,7 @@ def test_history_stays_on_one_consumer_and_matches_sequential(kafka, unique, str
     chosen = sorted((p for ps in per_object.values() if len(ps) >= 2 for p in ps),
                     key=lambda p: (p["candidate"]["jd"], p["candid"]))[:300]
     topic, group = unique("ztf"), unique("g")
+    assert len(producer.list_topics(topic, timeout=10).topics[topic].partitions) == PARTITIONS  # auto-created, empty
     args = _stream_args(bootstrap, topic, group, "--idle-exit-s", "10")
     first, second = stream_process("h1", args), stream_process("h2", args)
     for proc in (first, second):  # both members own their partitions before anything is published
