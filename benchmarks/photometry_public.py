@@ -9,12 +9,13 @@ alert photometry; TDECat: archival multi-year photometry), so a model could lear
 class. What this script does against that:
 
 - TDECat rows are left out (archival photometry covering years around the flare, and CC BY-NC);
-- every source goes through the same homogenisation: detections only, ZTF g and r only, events within
-  ``--window`` (100) days of the first detection, per-band cadence thinned to one point per ``--min-gap``
-  (2.5) days (greedy from the first point), then the same event features and horizons;
-- a *source-only* check: a logistic regression on format features alone (number of events, span, median
-  gap, median σ_logf, fraction of g) — if it scores like the networks, the task is (partly) solvable from
-  format;
+- every source goes through the data build's alert-like stage (``applecider_data.alertlike``, the one
+  homogenisation that ``cider data build`` applies before ``cider train photometry``): detections only, ZTF
+  g and r, a window anchored on the event (``--window`` = 100 days after its first detection), per-band
+  cadence thinned to one point per ``--min-gap`` (2.5) days, then the same event features and horizons;
+- a *source-only* check (``applecider_photometry.sourcecheck``): a logistic regression on format features
+  alone (number of events, span, median gap, median σ_logf, fraction of g) — if it scores like the
+  networks, the task is (partly) solvable from format;
 - a *cross-source* check: models trained on the light-curve file are also evaluated on the alert histories
   (prv_candidates + candidate detections) of labelled objects in alerts/ztf_public_alerts.parquet, a
   different pipeline (objects in the training/validation light curves are excluded).
@@ -42,9 +43,9 @@ import torch
 from applecider_core.records import LightCurve, mag_to_flux_ujy
 from applecider_core.taxonomy import normalise_label
 from applecider_core.training import TrainingConfig
-from applecider_photometry.data import LabelledCurve, usable_curves
+from applecider_data.alertlike import AlertLikeConfig, alert_like_rows
+from applecider_photometry.data import LabelledCurve, cap_per_class, usable_curves
 from applecider_photometry.evaluate import horizon_sweep
-from applecider_photometry.features import FeatureConfig, build_events
 from applecider_photometry.pretrain import run_pretraining
 from applecider_photometry.runconfig import (
     DataSection,
@@ -53,6 +54,7 @@ from applecider_photometry.runconfig import (
     PretrainRunConfig,
     TrainRunConfig,
 )
+from applecider_photometry.sourcecheck import source_only_check
 from applecider_photometry.train import run_finetuning
 
 CLASSES = ("SN Ia", "SLSN-I", "TDE")
@@ -61,20 +63,13 @@ HORIZONS = (3.0, 7.0, 15.0, 30.0, 60.0, 100.0)
 logger = logging.getLogger("photometry_public")
 
 
-def homogenise(lc: LightCurve, window_days: float, min_gap_days: float) -> LightCurve:
-    """Detections in g/r within ``window_days`` of the first one, each band thinned to ≥ min_gap_days."""
-    lc = lc.detections()
-    lc = lc.select(np.isin(lc.band, BANDS) & np.isfinite(lc.flux_ujy) & np.isfinite(lc.flux_err_ujy)).sorted()
-    if len(lc) == 0:
-        return lc
-    lc = lc.select(lc.mjd - lc.mjd[0] <= window_days)
-    keep = np.zeros(len(lc), dtype=bool)
-    for band in BANDS:
-        last = -np.inf
-        for i in np.flatnonzero(lc.band == band):
-            if lc.mjd[i] - last >= min_gap_days:
-                keep[i], last = True, lc.mjd[i]
-    return lc.select(keep)
+def homogenise(lc: LightCurve, source: str, config: AlertLikeConfig) -> LightCurve:
+    """The data build's alert-like stage (``applecider_data.alertlike``) applied to one curve."""
+    rows = pd.DataFrame({"object_id": lc.object_id, "mjd": lc.mjd, "band": lc.band, "flux_ujy": lc.flux_ujy,
+                         "flux_err_ujy": lc.flux_err_ujy, "is_detection": lc.is_detection, "source": source})
+    rows = alert_like_rows(rows, config)
+    return LightCurve(lc.object_id, rows["mjd"].to_numpy(), rows["band"].to_numpy(), rows["flux_ujy"].to_numpy(),
+                      rows["flux_err_ujy"].to_numpy(), rows["is_detection"].to_numpy())
 
 
 def load_light_curves(data: Path) -> pd.DataFrame:
@@ -124,42 +119,9 @@ def split_objects(frame: pd.DataFrame, seed: int = 0) -> pd.Series:
     return split
 
 
-def format_features(lc: LightCurve) -> np.ndarray:
-    seq = build_events(lc, FeatureConfig(horizon_days=100.0, bands=BANDS))
-    t = seq.times_days
-    return np.array([len(t), t[-1], np.median(np.diff(t)) if len(t) > 1 else 0.0,
-                     np.median(seq.features[:, 3]), seq.features[:, 4].mean()])
-
-
-def source_only_check(train: pd.DataFrame, test: pd.DataFrame) -> dict[str, float]:
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    from applecider_core.metrics import classification_report
-
-    x_train = np.stack([format_features(lc) for lc in train["lc"]])
-    x_test = np.stack([format_features(lc) for lc in test["lc"]])
-    y_train, y_test = [CLASSES.index(v) for v in train["label"]], np.array([CLASSES.index(v) for v in test["label"]])
-    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, class_weight="balanced"))
-    clf.fit(x_train, y_train)
-    report = classification_report(clf.predict_proba(x_test), y_test, CLASSES)
-    return {k: report[k] for k in ("macro_auprc", "balanced_accuracy")}
-
-
 def curves_of(frame: pd.DataFrame) -> list[LabelledCurve]:
     curves = [LabelledCurve(lc, CLASSES.index(label) if label in CLASSES else 0) for lc, label in zip(frame["lc"], frame["label"])]
     return usable_curves(curves, BANDS)[0]
-
-
-def cap_per_class(curves: list[LabelledCurve], cap: int, seed: int = 0) -> list[LabelledCurve]:
-    """At most ``cap`` curves per class (a seeded random subset; CPU budget)."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for label in sorted({c.label for c in curves}):
-        members = [c for c in curves if c.label == label]
-        out += [members[i] for i in sorted(rng.permutation(len(members))[:cap])]
-    return out
 
 
 def main() -> None:
@@ -186,8 +148,9 @@ def main() -> None:
 
     lcs = load_light_curves(args.data)
     alerts = load_alert_histories(args.data)
-    for frame in (lcs, alerts):
-        frame["lc"] = [homogenise(lc, args.window, args.min_gap) for lc in frame["lc"]]
+    alert_like = AlertLikeConfig(bands=BANDS, post_event_days=args.window, min_gap_days=args.min_gap)
+    lcs["lc"] = [homogenise(lc, source, alert_like) for lc, source in zip(lcs["lc"], lcs["source"])]
+    alerts["lc"] = [homogenise(lc, "alerts", alert_like) for lc in alerts["lc"]]
     lcs = lcs[[len(lc) > 0 for lc in lcs["lc"]]].reset_index(drop=True)
     alerts = alerts[[len(lc) > 0 for lc in alerts["lc"]]].reset_index(drop=True)
     lcs["split"] = split_objects(lcs)
@@ -203,7 +166,7 @@ def main() -> None:
     data_section = DataSection(horizon_days=args.window, bands=BANDS, class_names=CLASSES)
     common = {"batch_size": 64, "learning_rate": 5e-4, "weight_decay": 1e-2, "ema_decay": None, "warmup_epochs": 1.0,
               "patience": None, "log_every_steps": 50}
-    results: dict[str, dict] = {"source_only": source_only_check(lcs[lcs["split"] == "train"], lcs[lcs["split"] == "test"])}
+    results: dict[str, dict] = {"source_only": source_only_check(train, test, CLASSES)}
 
     # Masked-event pretraining on unlabelled histories + light curves (test objects excluded).
     pre_frame = pd.concat([lcs[lcs["split"] != "test"][["lc"]], alerts[~alerts["object"].isin(test_ids)][["lc"]]])

@@ -11,8 +11,9 @@ its Accelerate checkpoints):
 3. the three model folders gathered in runs/public/models/
 4. ``cider evaluate --config configs/public/fusion.yaml``                     → runs/public/fusion/report.json
 
-``--release`` then copies runs/public/models/* and the fitted fusion settings (fusion.json: per-modality
-temperatures) to models/, the models shipped with the repository.
+``--release`` then copies runs/public/models/* and the settings fitted on validation (fusion.json: per-modality
+temperatures; trust.json: conformal sets, abstention, out-of-distribution limits) to models/, the models
+shipped with the repository.
 Prints the joint-evaluation table and the wall time of every step (also saved as runs/public/chain.json).
 """
 
@@ -84,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         for modality in MODALITIES:
             shutil.rmtree(REPO / "models" / modality, ignore_errors=True)
             shutil.copytree(gathered / modality, REPO / "models" / modality)
-        shutil.copy(report_path.with_name("fusion.json"), REPO / "models" / "fusion.json")
+        for settings in ("fusion.json", "trust.json"):
+            shutil.copy(report_path.with_name(settings), REPO / "models" / settings)
         size = sum(f.stat().st_size for f in (REPO / "models").rglob("*") if f.is_file())
         print(f"released to models/ ({size / 2**20:.1f} MiB)")
     machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}

@@ -55,7 +55,16 @@ def test_build_synthetic_dataset(tmp_path, public_tables, synthetic_avro_dir, sy
     alert_rows = lcs[lcs["source"] == "alerts"]
     assert not alert_rows.duplicated(["object_id", "mjd", "band"]).any()
     assert set(alert_rows["object_id"]) == {p["objectId"] for p in synthetic_packets}
-    assert np.isnan(lcs.loc[~lcs["is_detection"], "flux_err_ujy"]).all()
+    # the alert-like stage: detections only, g/r, per-band gaps >= 2.5 d; Δt origin per object from jdstarthist
+    assert lcs["is_detection"].all() and set(lcs["band"]) <= {"ztfg", "ztfr"}
+    gaps = lcs.sort_values("mjd").groupby(["object_id", "band"])["mjd"].diff().dropna()
+    assert (gaps >= 2.5 - 1e-9).all()
+    manifest_counts = json.loads((tmp_path / "ds" / "manifest.json").read_text())["stages"]["alert_like"]
+    assert manifest_counts["points_out"] == len(lcs) < manifest_counts["points_in"]
+    first = objects.set_index("object_id")["first_detection_mjd"]
+    jdstarthist = min(p["candidate"]["jdstarthist"] for p in synthetic_packets if p["objectId"] == ztf0) - 2400000.5
+    assert first[ztf0] == pytest.approx(jdstarthist) and ds.light_curve(ztf0).first_detection_mjd == first[ztf0]
+    assert (first[lcs["object_id"].unique()] <= lcs.groupby("object_id")["mjd"].min() + 1e-9).all()
     spectra = pd.read_parquet(tmp_path / "ds" / "spectra.parquet")
     assert spectra["spectrum_id"].is_unique and "dlangis/TDECat" in set(spectra["source"])
     # all spectra of an object in one split; every object in exactly one split

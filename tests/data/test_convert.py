@@ -37,10 +37,11 @@ def test_golden_real_alert(shared_data):
     assert meta["distpsnr2"] == pytest.approx(10.642642, abs=1e-5)
     # nnondet = ncovhist - ndethist = 1448 - 258 = 1190
     assert meta["ncovhist"] == 1448 and meta["ndethist"] == 258 and meta["nnondet"] == 1190
-    # first detection in the packet history: prv jd 2460207.9553125 (magpsf 18.2255, isdiffpos 'f');
-    # age = 2460229.9338542 - 2460207.9553125 = 21.9785417 d (the 13 earlier upper limits do not count)
-    assert meta["age_days"] == pytest.approx(21.9785417, abs=1e-4)
+    # first detection of the object: jdstarthist 2458043.8823727 (2017), long before the packet's 30-day history
+    # (whose first detection is prv jd 2460207.9553125); age = 2460229.9338542 - 2458043.8823727 = 2186.0514815 d
+    assert meta["age_days"] == pytest.approx(2186.0514815, abs=1e-3)
     lc = alert.light_curve
+    assert lc.first_detection_mjd == pytest.approx(2458043.8823727 - 2400000.5)
     # 20 prv_candidates (4 detections, 16 upper limits) + candidate = 21 rows, none duplicated
     assert len(lc) == 21 and lc.num_detections == 5
     assert np.all(np.diff(lc.mjd) >= 0)
@@ -65,6 +66,22 @@ def test_synthetic_packet_converts(synthetic_packets):
     # first detection -> age_days; candidate flux from magpsf
     flux, _ = mag_to_flux_ujy(packet["candidate"]["magpsf"])
     assert alert.light_curve.flux_ujy[alert.light_curve.candid == packet["candid"]][0] == pytest.approx(flux)
+
+
+def test_first_detection_from_jdstarthist_or_the_history(synthetic_packets):
+    packet = {**synthetic_packets[0], "candidate": dict(synthetic_packets[0]["candidate"])}
+    jd = packet["candidate"]["jd"]
+    history_first = min(p["jd"] for p in [*packet["prv_candidates"], packet["candidate"]] if p.get("magpsf") is not None)
+    packet["candidate"]["jdstarthist"] = history_first - 50.0  # ZTF saw it 50 d before this history starts
+    alert = packet_to_alert(packet)
+    assert alert.metadata_dict()["age_days"] == pytest.approx(jd - history_first + 50.0, abs=1e-3)
+    assert alert.light_curve.first_detection_mjd == pytest.approx(history_first - 50.0 - 2400000.5)
+    packet["candidate"]["jdstarthist"] = None  # missing: the longest history known
+    alert = packet_to_alert(packet)
+    assert alert.metadata_dict()["age_days"] == pytest.approx(jd - history_first, abs=1e-3)
+    later = light_curve_from_points("ZTFx", [(59005.0, "ztfr", 12.0, 1.5, True, 43, False)], first_detection_mjd=58990.0)
+    earlier = light_curve_from_points("ZTFx", [(59000.0, "ztfg", 10.0, 1.0, True, 42, False)], first_detection_mjd=58950.0)
+    assert merge_light_curves(later, earlier).first_detection_mjd == 58950.0  # streaming keeps the earliest
 
 
 def test_missing_values_are_nan_not_sentinels(synthetic_packets):
@@ -105,17 +122,17 @@ def test_isdiffpos_sign_and_upper_limit():
 
 
 def test_deduplicate_on_candid_then_epoch():
-    det = (59000.0, "ztfg", 10.0, 1.0, True, 42)
-    limit_same_epoch = (59000.0, "ztfg", 5.0, math.nan, False, -1)
-    limit = (59001.0, "ztfr", 5.0, math.nan, False, -1)
+    det = (59000.0, "ztfg", 10.0, 1.0, True, 42, False)
+    limit_same_epoch = (59000.0, "ztfg", 5.0, math.nan, False, -1, False)
+    limit = (59001.0, "ztfr", 5.0, math.nan, False, -1, False)
     rows = deduplicate_points([det, limit, det, limit_same_epoch, limit])
     assert rows == [det, limit]
 
 
 def test_merge_light_curves_of_successive_packets():
-    det = (59000.0, "ztfg", 10.0, 1.0, True, 42)
-    limit = (59001.0, "ztfr", 5.0, math.nan, False, -1)
-    later = (59005.0, "ztfr", 12.0, 1.5, True, 43)
+    det = (59000.0, "ztfg", 10.0, 1.0, True, 42, False)
+    limit = (59001.0, "ztfr", 5.0, math.nan, False, -1, False)
+    later = (59005.0, "ztfr", 12.0, 1.5, True, 43, False)
     first = light_curve_from_points("ZTFx", [det, limit])
     second = light_curve_from_points("ZTFx", [det, limit, later])  # the next packet repeats the history
     merged = merge_light_curves(first, second)

@@ -50,7 +50,9 @@ def test_truncated_avro_names_file_and_rest_continue(tmp_path, synthetic_packets
     errors = [p for _s, _i, p in items if isinstance(p, PacketError)]
     packets = [p for _s, _i, p in items if not isinstance(p, PacketError)]
     assert {e.source for e in errors} == {str(bad), str(junk)}
-    assert all("corrupt or truncated Avro" in e.reason for e in errors)
+    reasons = {e.source: e.reason for e in errors}
+    assert "corrupt or truncated Avro" in reasons[str(bad)]
+    assert "not an Avro container" in reasons[str(junk)]  # told by its first bytes, not its name
     assert str(bad) in str(errors[0])
     from_good = [p for s, _i, p in items if s.endswith("_good.avro")]
     assert len(from_good) == 3 and all(isinstance(p, dict) for p in from_good)  # the rest went through
@@ -141,3 +143,18 @@ def test_every_real_alert_parsed_or_reported(shared_data):
     assert len(files_seen) == n_avro + 1
     assert counts["ok"] + counts["fatal"] + counts["error"] == 2095 + n_avro
     assert counts["ok"] >= 2095  # all real alerts parse; stamp problems are per-alert problems
+
+
+def test_truncated_avro_counts_the_records_decoded_before_the_failure(tmp_path, synthetic_packets):
+    import fastavro
+
+    path = tmp_path / "blocks.avro"
+    with path.open("wb") as f:  # sync_interval 1: every record in its own block, so a cut loses only the last
+        fastavro.writer(f, synthetic.alert_schema(), synthetic_packets[:3], codec="null", sync_interval=1)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 200])
+    items = list(iter_packets_with_source([path]))
+    decoded = [p for _s, _i, p in items if not isinstance(p, PacketError)]
+    errors = [p for _s, _i, p in items if isinstance(p, PacketError)]
+    assert len(decoded) == 2 and len(errors) == 1
+    assert "after 2 record(s)" in errors[0].reason

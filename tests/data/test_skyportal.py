@@ -52,3 +52,25 @@ def test_gives_up_after_retries(recorded_server):
         client.spectra("X")
     items = list(client.iter_spectra(["X"]))
     assert items == [("skyportal spectra X", items[0][1])] and "HTTP 500" in items[0][1]
+
+
+def test_built_fritz_spectra_take_the_object_label(recorded_server, tmp_path, monkeypatch):
+    """A build from the recorded SkyPortal server: its spectra carry no type, the object's classification is theirs."""
+    import pandas as pd
+    import yaml
+
+    from applecider_data.build import main as build_main
+
+    spectra = json.loads(json.dumps(SPECTRA))
+    item = spectra["data"]["spectra"][0]
+    item["wavelengths"] = np.linspace(4000.0, 9000.0, 400).tolist()
+    item["fluxes"] = np.ones(400).tolist()
+    url, _ = recorded_server({"GET /api/sources/ZTF20abcdefg/spectra": [_ok(spectra)],
+                              "GET /api/sources/ZTF20abcdefg/classifications": [_ok(CLASSES)]})
+    monkeypatch.setenv("SKYPORTAL_TOKEN", "tok")
+    config = {"output_dir": str(tmp_path / "ds"),
+              "skyportal": {"enabled": True, "base_url": url, "object_ids": ["ZTF20abcdefg"]}}
+    (tmp_path / "data.yaml").write_text(yaml.safe_dump(config))
+    assert build_main(["--config", str(tmp_path / "data.yaml")]) == 0
+    built = pd.read_parquet(tmp_path / "ds" / "spectra.parquet")
+    assert built["source"].str.startswith("skyportal").all() and built["label"].tolist() == ["SN Ia"]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from applecider_core.pretrained import PretrainedError
+from applecider_core.records import Spectrum
 from applecider_core.taxonomy import FUSION_CLASSES
 from applecider_data import PacketError, synthetic
 from applecider_fusion import Classifier, FusionError
@@ -79,8 +81,9 @@ def test_spectra_join_by_object_and_a_missing_modality_is_left_out(models_dir, t
         expected = ["photometry"] + (["images"] if packet["cutoutScience"] else [])
         expected += ["spectra"] if record["objectId"] == with_spectrum else []
         assert record["modalities"] == expected
-        if packet["cutoutScience"] is None:
-            assert any(e.startswith("images:") for e in record["errors"])
+        if packet["cutoutScience"] is None:  # a packet without stamps failed nothing: a note, not an error
+            assert not record["errors"] and "images: the packet has no cutouts" in record["notes"]
+            assert not any(n.startswith("cutout") for n in record["notes"])
 
 
 def test_bad_packets_and_read_errors_become_error_records(models_dir):
@@ -220,3 +223,46 @@ def test_cli_bad_paths_and_unusable_inputs(models_dir, tmp_path, capsys):
         assert exit_info.value.code == 2
         message = capsys.readouterr().err
         assert message.startswith("cider classify: error:") and ("no model directories" in message or "missing.csv" in message)
+
+
+def _write_seed_systems(models: Path) -> None:
+    """Untrained tiny SNIascore (classifier + redshift) and CCSNscore (layer 1 and 2, case S) folders."""
+    from applecider_spectra import CCSNscoreClassifier, CCSNscoreConfig, SNIascore, SNIascoreConfig
+    from applecider_spectra.configuration_ccsnscore import CCSN_LAYERS
+
+    SNIascore(SNIascoreConfig.from_preset("tiny")).save_pretrained(models / "sniascore" / "classifier",
+                                                                   {"operating_point": {"score_cut": 0.0, "error_cut": 1.0}})
+    SNIascore(SNIascoreConfig.from_preset("tiny", task="redshift")).save_pretrained(models / "sniascore" / "redshift")
+    for layer, targets in CCSN_LAYERS.items():
+        for target in targets:
+            config = CCSNscoreConfig.from_preset("tiny", layer=layer, target=target)
+            CCSNscoreClassifier(config).save_pretrained(models / "ccsnscore" / config.folder_name)
+
+
+def test_seed_spectral_systems_add_their_entries_when_their_folders_are_present(models_dir, tmp_path):
+    models = tmp_path / "models"
+    shutil.copytree(models_dir, models)
+    _write_seed_systems(models)
+    packets = synthetic.make_packets(4, seed=3, n_objects=2)
+    good, bad = packets[0]["objectId"], packets[1]["objectId"]
+    _spectrum_csv(tmp_path / "good.csv", good)
+    from applecider_fusion.inputs import read_spectra_table
+
+    spectra = read_spectra_table(tmp_path / "good.csv")
+    uv = Spectrum(object_id=bad, wavelength_aa=np.linspace(1200, 3000, 300), flux=np.linspace(1, 2, 300),
+                  spectrum_id="uv", redshift=0.05)
+    spectra[bad] = [uv]
+    records = Classifier.from_dir(models).classify(packets, spectra=spectra)
+    for record in records:
+        _check_record(record)
+        if record["objectId"] == good:
+            snia = record["sniascore"]
+            assert {"score", "score_error", "is_ia_confident", "redshift"} <= set(snia) and snia["is_ia_confident"]
+            assert isinstance(snia["redshift"], float)  # confident (cut 0) → the regressor's redshift
+            ccsn = record["ccsnscore"]
+            assert ccsn["case"] == "S" and set(ccsn["scores"]["1"]) == {"H-rich", "H-poor"} and "type" in ccsn
+        else:
+            assert "sniascore" not in record and "ccsnscore" not in record
+            assert any(e.startswith("sniascore:") and "SEDM bins" in e for e in record["errors"])
+    plain = Classifier.from_dir(models_dir).classify(packets[:1], spectra=spectra)
+    assert "sniascore" not in plain[0] and "ccsnscore" not in plain[0]

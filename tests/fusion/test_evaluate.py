@@ -10,6 +10,7 @@ import yaml
 
 from applecider_data.build import main as build_main
 from applecider_fusion.evaluate import main as evaluate_main
+from applecider_fusion.trust import TrustSettings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -18,7 +19,10 @@ REPO = Path(__file__).resolve().parents[2]
 def test_joint_evaluation_on_the_public_dataset(models_dir, shared_data, tmp_path, capsys):
     config = yaml.safe_load((REPO / "configs" / "data_public.yaml").read_text())
     config["output_dir"] = str(tmp_path / "dataset")
-    config["sources"] = {key: ([str(REPO / p) for p in value] if isinstance(value, list) else str(REPO / value))
+    def located(path: str) -> str:  # the config's ../shared/data paths → the bundle the fixture found
+        return str(shared_data / Path(path).relative_to("../shared/data"))
+
+    config["sources"] = {key: ([located(p) for p in value] if isinstance(value, list) else located(value))
                          for key, value in config["sources"].items()}
     (tmp_path / "data.yaml").write_text(yaml.safe_dump(config))
     assert build_main(["--config", str(tmp_path / "data.yaml")]) == 0
@@ -29,19 +33,28 @@ def test_joint_evaluation_on_the_public_dataset(models_dir, shared_data, tmp_pat
     assert evaluate_main(["--config", str(evaluate_yaml)]) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["classes"] == ["SN I", "SN II", "CV", "AGN", "TDE"]
+    assert report["horizon_days"] == 10 and set(report["horizons"]) == {"3", "10", "30", "100"}
     for split in ("val", "test"):
         block = report["splits"][split]
-        assert block["n_labelled_objects"] > 100
-        assert "n_objects" in block["common_set"]  # the common set is tiny on public data, but reported
+        assert block == report["horizons"]["10"]["per_object"][split]
+        assert block["n_labelled"] > 100
+        assert "n" in block["common_set"]  # the common set is tiny on public data, but reported
         assert block["by_pattern"], "every missing-modality pattern gets its own block"
         fused = block["all_objects"]["fused"]
         assert fused["n"] == sum(b["fused"]["n"] for b in block["by_pattern"].values() if "fused" in b)
         for modality in ("photometry", "images", "spectra"):
             assert modality in block["all_objects"]
         assert (out / f"confusion_{split}.png").stat().st_size > 1000
+        for horizon in ("3", "100"):  # per alert: one case per alert before the horizon
+            alerts = report["horizons"][horizon]["per_alert"][split]["all_objects"]
+            assert alerts["n"] <= report["horizons"]["100"]["per_alert"][split]["all_objects"]["n"]
+        coverage = report["trust"][split]["per_object"]["10"]
+        assert coverage["target_coverage"] == 0.9 and 0 <= coverage["coverage"] <= 1
     assert set(report["temperatures"]) <= {"photometry", "images", "spectra"}
     settings = json.loads((out / "fusion.json").read_text())
     assert {m: settings["temperatures"][m] for m in report["temperatures"]} == report["temperatures"]
+    trust = TrustSettings.load(out / "trust.json")
+    assert trust.classes == report["classes"] and trust.min_detections >= 1 and trust.metadata_ranges
     assert "fused" in capsys.readouterr().out
 
 

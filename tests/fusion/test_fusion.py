@@ -80,3 +80,79 @@ def test_temperature_fit_recovers_overconfidence():
     fitted = fusion.fit_temperatures({"photometry": (true_logits * 3, fusion_labels)})
     assert fitted["photometry"] == pytest.approx(3.0, rel=0.2)
     assert fusion.temperatures["photometry"] == fitted["photometry"]
+
+
+# ---- coverage: a model says nothing about the fusion classes it does not cover --------------------------
+# Fine class subsets and the fusion classes they cover (SN I, SN II, CV, AGN, TDE).
+SUBSETS = {
+    "all": FINE_CLASSES,
+    "supernovae": ("SN Ia", "SN Ib", "SN II", "SN IIP"),
+    "no_cv_agn": ("SN Ia", "SN Ic", "SN II", "TDE"),
+    "nuclear": ("AGN", "TDE", "SN Ia"),
+    "one": ("SN Ia", "SN Ib"),
+}
+subset_names = st.sampled_from(sorted(SUBSETS))
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(subset_names, min_size=1, max_size=3), st.data())
+def test_coverage_aware_fusion_is_a_distribution_over_covered_classes(subsets, data):
+    modalities = ("photometry", "images", "spectra")[: len(subsets)]
+    fusion = ProbabilityFusion({m: SUBSETS[s] for m, s in zip(modalities, subsets)},
+                               weights={m: data.draw(st.floats(0.2, 5.0)) for m in modalities})
+    logits = {m: data.draw(arrays(np.float64, (3, len(SUBSETS[s])), elements=finite_logits))
+              for m, s in zip(modalities, subsets)}
+    present = {m: data.draw(arrays(np.bool_, 3)) for m in modalities}
+    fused = fusion.fuse(logits, present)
+    for row in range(3):
+        have = [m for m in modalities if present[m][row]]
+        if not have:
+            assert np.isnan(fused[row]).all()
+            continue
+        covered = set().union(*(fusion.covered(m) for m in have))
+        assert fused[row].sum() == pytest.approx(1.0)
+        assert np.all(fused[row] >= -1e-12)
+        for c, name in enumerate(fusion.classes):
+            if name not in covered:
+                assert fused[row, c] == 0.0  # nobody present can say anything about it
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrays(np.float64, (4, 10), elements=finite_logits), st.data(), st.floats(0.2, 5.0))
+def test_a_partial_model_leaves_the_classes_it_does_not_cover_alone(full_logits, data, weight):
+    subset = data.draw(subset_names.filter(lambda s: s != "all"))
+    partial_logits = data.draw(arrays(np.float64, (4, len(SUBSETS[subset])), elements=finite_logits))
+    fusion = ProbabilityFusion({"photometry": FINE_CLASSES, "images": SUBSETS[subset]}, weights={"images": weight})
+    alone = fusion.to_taxonomy("photometry", full_logits)
+    fused = fusion.fuse({"photometry": full_logits, "images": partial_logits})
+    covered = np.isin(fusion.classes, fusion.covered("images"))
+    np.testing.assert_allclose(fused[:, ~covered], alone[:, ~covered], atol=1e-9)
+    # within its classes the partial model only redistributes the mass the full model gave them
+    np.testing.assert_allclose(fused[:, covered].sum(axis=1), alone[:, covered].sum(axis=1), atol=1e-9)
+    partial = fusion.to_taxonomy("images", partial_logits)
+    expected = (alone + weight * partial * alone[:, covered].sum(axis=1, keepdims=True)) / (1 + weight)
+    np.testing.assert_allclose(fused[:, covered], expected[:, covered], atol=1e-9)
+
+
+@settings(max_examples=40, deadline=None)
+@given(arrays(np.float64, (3, 10), elements=finite_logits), arrays(np.float64, (3, 4), elements=finite_logits))
+def test_a_model_covering_one_class_changes_nothing(full_logits, partial_logits):
+    fusion = ProbabilityFusion({"photometry": FINE_CLASSES, "spectra": ("SN Ia", "SN Ib", "SN Ic", "SLSN-I")})
+    assert fusion.covered("spectra") == ("SN I",)
+    fused = fusion.fuse({"photometry": full_logits, "spectra": partial_logits})
+    np.testing.assert_allclose(fused, fusion.to_taxonomy("photometry", full_logits), atol=1e-9)
+
+
+def test_coverage_aware_fusion_reaches_its_fixed_point_with_overlapping_partial_models():
+    fusion = ProbabilityFusion({"photometry": ("SN Ia", "SN II", "TDE"), "images": ("SN II", "CV", "AGN")})
+    logits = {"photometry": np.log([[0.6, 0.3, 0.1]]), "images": np.log([[0.2, 0.5, 0.3]])}
+    q = fusion.fuse(logits)[0]
+    for m in logits:
+        p = fusion.to_taxonomy(m, logits[m])  # q = mean of e_m(q), e_m as in the module docstring
+        covered = np.isin(fusion.classes, fusion.covered(m))
+        e = np.where(covered, p[0] * q[covered].sum(), q)
+        if m == "photometry":
+            total = e
+        else:
+            np.testing.assert_allclose(q, (total + e) / 2, atol=1e-9)
+    assert q.sum() == pytest.approx(1.0) and np.all(q > 0)

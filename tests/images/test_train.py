@@ -28,7 +28,8 @@ CONFIG = Path(__file__).resolve().parents[2] / "configs" / "images.yaml"
 
 def _args(data: Path, out: Path, *extra: str) -> list[str]:
     return ["--config", str(CONFIG), "--set", f"data.path={data}", "--set", f"train.output_dir={out}",
-            "--set", "model.preset=tiny", "--set", "train.batch_size=8", "--set", "train.cpu=true", *extra]
+            "--set", "model.preset=tiny", "--set", "train.batch_size=8", "--set", "train.cpu=true",
+            "--set", "data.min_class_objects=1", *extra]
 
 
 def test_config_file_parses():
@@ -124,3 +125,29 @@ def test_alert_records_give_the_dataset_tensors(tiny_dataset, tmp_path):
     with torch.no_grad():
         expected = torch.softmax(model(**{k: v[:1] for k, v in batch.items()}).logits, -1).numpy()
     np.testing.assert_allclose(probs[0], expected[0], rtol=1e-5, atol=1e-6)
+
+
+def test_paper_loss_is_the_default_and_table6_config_trains(tiny_dataset, tmp_path):
+    config = AstroMiNNConfig()
+    assert config.focal_gamma == 2.0 and config.specialisation_weight > 0  # paper I §4.4, Eq. 3
+    table6 = load_yaml(CONFIG.with_name("images_table6.yaml"), ImagesRunConfig)
+    assert table6.model_config().class_names == ("SN I", "SN II", "CV", "Nuclear")
+    np.testing.assert_array_equal(encode_labels(["TDE", "AGN", "SN Ic", "CV"], ("SN I", "SN II", "CV", "Nuclear")),
+                                  [3, 3, 0, 2])
+    out = tmp_path / "t6"
+    args = _args(tiny_dataset, out, "--set", "train.max_steps=1", "--set", "data.min_class_objects=1")
+    args[1] = str(CONFIG.with_name("images_table6.yaml"))
+    assert train_main(args) == 0
+    model = AstroMiNN.from_pretrained(out / "model")
+    assert model.config.class_names == ("SN I", "SN II", "CV", "Nuclear") and model.config.specialisation_weight > 0
+
+
+def test_only_classes_with_enough_training_objects_get_an_output(tiny_dataset, tmp_path):
+    counts = AlertImageDataset(open_dataset(tiny_dataset).alerts("train"), AstroMiNNConfig.from_preset("tiny"),
+                               MetadataPreprocessor.fit(open_dataset(tiny_dataset).alerts("train").metadata,
+                                                        AstroMiNNConfig().metadata_features)).object_counts()
+    minimum = sorted(v for v in counts.values() if v > 0)[-2]  # the two largest classes reach it
+    out = tmp_path / "cov"
+    assert train_main(_args(tiny_dataset, out, "--set", "train.max_steps=1", "--set", f"data.min_class_objects={minimum}")) == 0
+    expected = tuple(c for c in AstroMiNNConfig().class_names if counts[c] >= minimum)
+    assert AstroMiNN.from_pretrained(out / "model").config.class_names == expected and len(expected) >= 2

@@ -53,6 +53,12 @@ def write_dataset(root: Path, n_per_class: int = 12, seed: int = 0) -> Path:
                     "has_alerts": False, "has_light_curve": True, "has_spectrum": False})
     lc_rows += [{"object_id": "ZTFlimits", "mjd": 59000.0 + k, "band": "ztfg", "flux_ujy": 20.0,
                  "flux_err_ujy": np.nan, "is_detection": False, "source": "synthetic"} for k in range(3)]
+    return write_light_curve_dataset(root, objects, lc_rows)
+
+
+def write_light_curve_dataset(root: Path, objects: list[dict], lc_rows: list[dict]) -> Path:
+    """A shared dataset directory with these objects and light-curve rows and empty alert/spectra tables."""
+    root.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(objects).to_parquet(root / "objects.parquet")
     pd.DataFrame(lc_rows).to_parquet(root / "light_curves.parquet")
     alert_columns = ["object_id", "candid", "mjd", "band", "ra_deg", "dec_deg", "cutout_index", *METADATA_FEATURES]

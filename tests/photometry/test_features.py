@@ -202,3 +202,18 @@ def test_all_public_light_curves_give_finite_events(shared_data):
     assert all(np.isfinite(e.features).all() and 1 <= len(e) <= 257 and e.times_days.max() <= 100 for e in events)
     stats = FeatureStats.fit(events)
     assert np.all(np.isfinite(stats.mean)) and np.all(stats.std > 0)
+
+
+def test_dt_is_measured_from_the_first_detection_known():
+    """An alert whose 30-day history no longer reaches the first detection: Δt counts from jdstarthist."""
+    lc = LightCurve("x", [60040.0, 60042.0], ["ztfg", "ztfr"], [100.0, 120.0], [5.0, 5.0], [True, True],
+                    first_detection_mjd=60000.0)
+    seq = build_events(lc, FeatureConfig(horizon_days=None))
+    np.testing.assert_allclose(seq.times_days, [40.0, 42.0])
+    np.testing.assert_allclose(seq.features[:, 0], np.log1p([40.0, 42.0]), rtol=1e-6)
+    np.testing.assert_allclose(seq.features[:, 1], np.log1p([0.0, 2.0]), rtol=1e-6)
+    with pytest.raises(NoDetectionsError, match="no detection within 30 d of the first detection"):
+        build_events(lc, FeatureConfig(horizon_days=30.0))  # the horizon counts from the first detection too
+    assert build_events(lc.select(np.array([True, True])), FeatureConfig(horizon_days=None)).times_days[0] == 40.0
+    unknown = LightCurve("y", [60040.0, 60042.0], ["ztfg", "ztfr"], [100.0, 120.0], [5.0, 5.0], [True, True])
+    np.testing.assert_allclose(build_events(unknown, FeatureConfig(horizon_days=None)).times_days, [0.0, 2.0])

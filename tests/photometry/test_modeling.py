@@ -66,6 +66,21 @@ def test_batch_of_one_equals_padded_batch(overrides):
     assert torch.backends.mha.get_fastpath_enabled()  # restored
 
 
+@pytest.mark.parametrize("distil", [False, True])
+def test_informer_output_does_not_depend_on_the_batch(distil):
+    """ProbSparse sampling from each sequence's own length: long sequences (u < n) alone, padded, reordered."""
+    torch.manual_seed(0)
+    model = PhotometryClassifier(PhotometryConfig.from_preset("tiny", arch="informer", informer_distil=distil,
+                                                              n_layers=2)).eval()
+    items = random_items([45, 120, 70], labels=False)
+    with torch.inference_mode():
+        padded = model(**collate_events(items)).logits
+        reordered = model(**collate_events(items[::-1])).logits.flip(0)
+        for i, item in enumerate(items):
+            torch.testing.assert_close(model(**collate_events([item])).logits[0], padded[i], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(reordered, padded, atol=1e-5, rtol=1e-4)
+
+
 def test_fused_fast_path_gives_the_same_outputs():
     torch.manual_seed(0)
     default = PhotometryClassifier(PhotometryConfig.from_preset("tiny")).eval()

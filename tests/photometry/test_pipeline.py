@@ -11,15 +11,21 @@ import torch
 import yaml
 
 from applecider_core.cli import main as cider
+from applecider_core.taxonomy import TaxonomyError
 from applecider_photometry import PhotometryClassifier
-from applecider_photometry.data import LabelledCurve, oversample
+from applecider_photometry.data import LabelledCurve, oversample, restrict_classes
 from applecider_photometry.pretraining import MaskedEventModel
 from applecider_photometry.runconfig import FinetuneSection
-from applecider_photometry.train import class_weights, encoder_blocks, gradual_unfreezing
+from applecider_photometry.train import (
+    class_weights,
+    encoder_blocks,
+    gradual_unfreezing,
+    oversampled_with_weights,
+)
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[2]
-TINY = ["model.preset=tiny", "train.batch_size=8", "train.ema_decay=null", "train.log_every_steps=1"]
+TINY = ["data.min_class_objects=2", "model.preset=tiny", "train.batch_size=8", "train.ema_decay=null", "train.log_every_steps=1"]
 
 
 def _common(dataset: Path, out: Path) -> list[str]:
@@ -106,6 +112,31 @@ def test_class_weights_and_oversampling():
     out = oversample(curves, 2)
     assert sum(c.label == 2 for c in out) == 8  # median of the other classes (10, 6) = 8
     assert sum(c.augment for c in out) == 6 and not any(c.augment for c in out[:18])
+
+
+def test_focal_alpha_counts_the_oversampled_copies():
+    from applecider_core.records import LightCurve
+
+    lc = LightCurve("x", [0.0], ["ztfg"], [1.0], [0.1], [True])
+    curves = [LabelledCurve(lc, 0)] * 16 + [LabelledCurve(lc, 1)] * 4
+    ft = FinetuneSection(oversample_class="TDE", oversample_target=16, class_weighting="inv_sqrt")
+    out, alpha = oversampled_with_weights(curves, ft, ("SN Ia", "TDE"))
+    assert sum(c.label == 1 for c in out) == 16
+    assert alpha == pytest.approx((1.0, 1.0))  # balanced after oversampling: no second compensation
+
+
+def test_only_covered_classes_get_an_output(tiny_dataset, tmp_path):
+    out = tmp_path / "cov"
+    args = ["--config", str(REPO / "configs/photometry.yaml"), *_common(tiny_dataset, out), "--set", "train.max_steps=1",
+            "--set", "data.class_names=[SN Ia, SN Ic, SN II, TDE]", "--set", "finetune.temperature_scaling=false"]
+    assert cider(["train", "photometry", *args]) == 0
+    assert PhotometryClassifier.from_pretrained(out / "model").config.class_names == ("SN Ia", "SN II", "TDE")
+    from applecider_photometry.train import main
+
+    with pytest.raises(TaxonomyError, match="fewer than two classes"):
+        main([*args, "--set", "data.min_class_objects=1000"])
+    curves = [LabelledCurve(None, 0), LabelledCurve(None, 1), LabelledCurve(None, 3)]  # type: ignore[arg-type]
+    assert [c.label for c in restrict_classes(curves, ("a", "b", "c", "d"), ("b", "d"))] == [0, 1]
 
 
 def test_finetune_resumes_from_checkpoint(tiny_dataset, tmp_path):

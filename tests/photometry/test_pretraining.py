@@ -103,3 +103,24 @@ def test_pretrained_encoder_transfers_to_classifier(tmp_path):
 def test_distilling_informer_rejected_for_pretraining():
     with pytest.raises(ValueError, match="distil"):
         MaskedEventConfig.from_preset("tiny", encoder={"arch": "informer", "informer_distil": True, **PhotometryConfig.PRESETS["tiny"]})
+
+
+def test_masked_gap_is_not_readable_from_the_neighbours_times():
+    """Moving a masked event in time (its Δt, δt and the next event's δt change, as in a real curve) changes
+    its δt target but none of the model's inputs, hence none of its predictions."""
+    torch.manual_seed(0)
+    model = MaskedEventModel(MaskedEventConfig.from_preset("tiny")).eval()
+    batch = batch_of([7])
+    masked = torch.zeros_like(batch["mask"])
+    masked[0, 2:4] = True  # two masked events in a row
+    moved = {k: v.clone() for k, v in batch.items()}
+    moved["times"][0, 2] = (batch["times"][0, 1] + batch["times"][0, 2]) / 2  # earlier, still between neighbours
+    moved["events"][0, 2, 0] = float(np.log1p(moved["times"][0, 2]))
+    moved["events"][0, 2, 1] = float(np.log1p(moved["times"][0, 2] - moved["times"][0, 1]))
+    moved["events"][0, 3, 1] = float(np.log1p(moved["times"][0, 3] - moved["times"][0, 2]))
+    with torch.no_grad():
+        out1 = model(**{**batch, "labels": None}, masked=masked)
+        out2 = model(**{**moved, "labels": None}, masked=masked)
+    for key in ("flux", "band_logits", "dt"):
+        torch.testing.assert_close(out1.extras[key], out2.extras[key])
+    assert out1.logits[0, 2] != out2.logits[0, 2]  # the δt squared errors (targets) differ

@@ -14,7 +14,7 @@ from applecider_spectra.train import main as train_main
 def write_config(path, dataset, output_dir, **extra):
     config = {
         "task": "classification",
-        "data": {"path": str(dataset), "class_names": ["SN Ia", "SN II", "TDE"]},
+        "data": {"path": str(dataset), "class_names": ["SN Ia", "SN II", "TDE"], "min_class_objects": 2},
         "model": {"arch": "spectranet", "preset": "tiny"},
         "train": {"output_dir": str(output_dir), "epochs": 2, "batch_size": 8, "learning_rate": 1e-3,
                   "warmup_steps": 1, "schedule": "constant", "ema_decay": 0.9, "patience": 5, "cpu": True},
@@ -101,3 +101,41 @@ def test_group_split_is_object_level_and_stratified():
     bins = redshift_bins(z, 10)
     assert bins.min() == 0 and bins.max() == 9
     assert ((z - z.min()) // ((z.max() - z.min()) / 10)).clip(0, 9).astype(int).tolist() == bins.tolist()
+
+
+def test_class_presets_of_the_papers_and_coverage(tmp_path, spectra_dataset):
+    from applecider_core.config import ConfigError
+    from applecider_spectra.train import CLASS_PRESETS, DataSection
+
+    assert len(CLASS_PRESETS["paper_ii_table2"]) == 10 and "SLSN-I" in CLASS_PRESETS["paper_ii_table2"]
+    assert len(CLASS_PRESETS["paper_i_table7"]) == 9 and "SN II" not in CLASS_PRESETS["paper_i_table7"]
+    assert DataSection(class_preset="paper_i_table7").candidate_classes() == list(CLASS_PRESETS["paper_i_table7"])
+    with pytest.raises(ConfigError, match="class_preset"):
+        DataSection(class_preset="table9")
+    # the tiny dataset has SN Ia / SN II / TDE only: of the Table 7 classes only SN Ia and TDE are covered
+    config = write_config(tmp_path / "p.yaml", spectra_dataset, tmp_path / "p",
+                          data={"class_names": None, "class_preset": "paper_i_table7"})
+    assert train_main(["--config", str(config), "--set", "train.max_steps=1"]) == 0
+    assert load_model(tmp_path / "p" / "model").config.class_names == ("SN Ia", "TDE")
+
+
+def test_all_redshift_strategies_are_scored_on_one_shared_subset(tmp_path, spectra_dataset):
+    import shutil
+
+    import pandas as pd
+
+    data = tmp_path / "data"
+    shutil.copytree(spectra_dataset, data)
+    spectra = pd.read_parquet(data / "spectra.parquet")
+    test_ids = set(pd.read_parquet(data / "objects.parquet").query("split == 'test'")["object_id"])
+    no_z = spectra.index[spectra["object_id"].isin(test_ids)][:3]
+    spectra.loc[no_z, "redshift"] = np.nan  # usable without z (no_z) but not with the catalogue z
+    spectra.to_parquet(data / "spectra.parquet")
+    config = write_config(tmp_path / "c.yaml", data, tmp_path / "c")
+    assert train_main(["--config", str(config), "--set", "train.max_steps=1"]) == 0
+    out = tmp_path / "eval"
+    assert evaluate_main(["--config", str(config), "--model", str(tmp_path / "c" / "model"), "--output", str(out)]) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    usable = report["shared_subset"]["usable_per_strategy"]
+    assert usable["no_z"] == usable["given_z"] + 3
+    assert {m["n"] for m in report["strategies"].values()} == {report["shared_subset"]["spectra"]} == {usable["given_z"]}

@@ -2,10 +2,13 @@
 
 Object labels, in priority order: the label table (keyed by ZTF id), SkyPortal classifications, the combined
 labels of the object's spectra (``taxonomy.combine_claims``; a conflict gives no label), the light-curve
-table's label. Redshift: label table, then the first finite spectrum redshift, then the light-curve table.
+table's label. ``first_detection_mjd`` per object: the earliest of its alerts' jdstarthist and its alert-like
+detections (the longest history known), from which the photometry features measure Δt. A spectrum without a label of its own (SkyPortal/Fritz) takes its object's label. Redshift: label table, then the first finite spectrum redshift, then the light-curve table.
 Light curves: alert-history points (``source = "alerts"``, merged over all alerts of an object,
 de-duplicated on candid, else (mjd, band)) plus the light-curve table's points; a table point at the same
-(object, mjd to 1e-5 d, band, detection flag) as an alert point is a duplicate and dropped.
+(object, mjd to 1e-5 d, band, detection flag) as an alert point is a duplicate and dropped. The merged
+curve of every object then goes through the alert-like stage (:mod:`applecider_data.alertlike`); objects it
+empties are listed in skipped.csv and have no light curve.
 """
 
 from __future__ import annotations
@@ -17,17 +20,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from applecider_core.records import METADATA_FEATURES
+from applecider_core.records import METADATA_FEATURES, METADATA_FEATURES_BY_SURVEY, survey_of_metadata_columns
 from applecider_core.taxonomy import combine_claims
 
+from .alertlike import LC_COLUMNS, AlertLikeConfig, alert_like_table
 from .split import SPLIT_NAMES, NameGroups, normalise_name, stratified_split
 from .stages import SKIPPED_COLUMNS, link_or_copy, write_csv, write_json, write_parquet
 
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-LC_COLUMNS = ["object_id", "mjd", "band", "flux_ujy", "flux_err_ujy", "is_detection", "source"]
-ALERT_COLUMNS = ["object_id", "candid", "mjd", "band", "ra_deg", "dec_deg", "cutout_index", *METADATA_FEATURES]
+ALERT_COLUMNS = ["object_id", "candid", "mjd", "band", "ra_deg", "dec_deg", "cutout_index"]  # + the survey's metadata
 SPECTRA_COLUMNS = ["spectrum_id", "object_id", "redshift", "mjd", "label", "flux_unit", "instrument", "source",
                    "wavelength_aa", "flux"]  # fmt: skip
 
@@ -50,11 +53,13 @@ def _alert_light_curves(points: pd.DataFrame) -> pd.DataFrame:
     return merged.assign(source="alerts").sort_values(["object_id", "mjd", "band"]).reset_index(drop=True)
 
 
-def assemble(out: Path, build_config: dict, split_config: dict, stage_results: dict) -> dict:
+def assemble(out: Path, build_config: dict, split_config: dict, stage_results: dict,
+             alert_like: AlertLikeConfig | None = None) -> dict:
     """Write objects/alerts/cutouts/light_curves/spectra/skipped and, last, the manifest into ``out``."""
     (out / "manifest.json").unlink(missing_ok=True)  # the directory is incomplete until the manifest is back
     sdir = out / "_stages"
-    alerts = _read(sdir / "alerts" / "alerts.parquet", ALERT_COLUMNS)
+    alerts = _read(sdir / "alerts" / "alerts.parquet", [*ALERT_COLUMNS, *METADATA_FEATURES])
+    alert_columns = [*ALERT_COLUMNS, *METADATA_FEATURES_BY_SURVEY[survey_of_metadata_columns(alerts.columns)]]
     points = _read(sdir / "alerts" / "alert_points.parquet")
     spectra = _read(sdir / "spectra" / "spectra.parquet")
     lc_table = _read(sdir / "light_curves" / "points.parquet")
@@ -95,9 +100,12 @@ def assemble(out: Path, build_config: dict, split_config: dict, stage_results: d
     light_curves = light_curves.astype({"mjd": "float64", "flux_ujy": "float64", "flux_err_ujy": "float64",
                                         "is_detection": bool, "object_id": str, "band": str, "source": str})
     light_curves = light_curves.sort_values(["object_id", "mjd", "band", "source"], kind="stable").reset_index(drop=True)
+    before = set(light_curves["object_id"])
+    light_curves, stage_results["alert_like"] = alert_like_table(light_curves, alert_like or AlertLikeConfig(enabled=False))
+    emptied = sorted(before - set(light_curves["object_id"]))
 
     # ---- objects, labels, redshifts ----
-    object_ids = sorted(set(alerts["object_id"]) | set(spectra.get("object_id", [])) | set(light_curves["object_id"]))
+    object_ids = sorted(set(alerts["object_id"]) | set(spectra.get("object_id", [])) | before)
     label_of: dict[str, str] = {}
     redshift_of: dict[str, float] = {}
     if not lc_table.empty:
@@ -126,6 +134,8 @@ def assemble(out: Path, build_config: dict, split_config: dict, stage_results: d
     unused = sorted(set(labels["object_id"]) - present)
     skipped.append(pd.DataFrame([(f"label {oid}", "labels", "labelled object has no alert, light curve or spectrum")
                                  for oid in unused], columns=SKIPPED_COLUMNS))  # fmt: skip
+    skipped.append(pd.DataFrame([(f"light curve {oid}", "alert_like", "no alert-like detection (g/r, event window)")
+                                 for oid in emptied], columns=SKIPPED_COLUMNS))  # fmt: skip
 
     detected = set(light_curves.loc[light_curves["is_detection"], "object_id"])
     objects = pd.DataFrame({"object_id": object_ids})
@@ -139,10 +149,11 @@ def assemble(out: Path, build_config: dict, split_config: dict, stage_results: d
     objects["has_alerts"] = objects["object_id"].isin(set(alerts["object_id"]))
     objects["has_light_curve"] = objects["object_id"].isin(detected)
     objects["has_spectrum"] = objects["object_id"].isin(set(spectra.get("object_id", [])))
+    objects["first_detection_mjd"] = _first_detections(objects["object_id"], alerts, light_curves)
 
     # ---- write ----
     write_parquet(objects, out / "objects.parquet")
-    write_parquet(alerts[ALERT_COLUMNS].reset_index(drop=True), out / "alerts.parquet")
+    write_parquet(alerts[alert_columns].reset_index(drop=True), out / "alerts.parquet")
     cutouts = sdir / "alerts" / "cutouts.npy"
     if cutouts.is_file():
         link_or_copy(cutouts, out / "cutouts.npy")
@@ -151,6 +162,9 @@ def assemble(out: Path, build_config: dict, split_config: dict, stage_results: d
     write_parquet(light_curves[LC_COLUMNS], out / "light_curves.parquet")
     spectra_out = spectra.reindex(columns=SPECTRA_COLUMNS) if not spectra.empty else pd.DataFrame(columns=SPECTRA_COLUMNS)
     if not spectra.empty:
+        # Spectra without a label of their own (SkyPortal/Fritz spectra carry none) take their object's label.
+        unlabelled = spectra_out["label"].isna()
+        spectra_out.loc[unlabelled, "label"] = spectra_out.loc[unlabelled, "object_id"].map(label_of)
         z_obj = spectra_out["object_id"].map(redshift_of)
         spectra_out["redshift"] = spectra_out["redshift"].where(spectra_out["redshift"].notna(), z_obj).astype("float64")
     write_parquet(spectra_out, out / "spectra.parquet")
@@ -167,6 +181,15 @@ def assemble(out: Path, build_config: dict, split_config: dict, stage_results: d
     }
     write_json(manifest, out / "manifest.json")
     return manifest
+
+
+def _first_detections(object_ids: pd.Series, alerts: pd.DataFrame, light_curves: pd.DataFrame) -> np.ndarray:
+    """Per object: the earliest of its alerts' first detections (jdstarthist) and its alert-like detections."""
+    firsts = [light_curves.loc[light_curves["is_detection"]].groupby("object_id")["mjd"].min()]
+    if "first_detection_mjd" in alerts.columns:
+        firsts.append(alerts.groupby("object_id")["first_detection_mjd"].min())
+    earliest = pd.concat(firsts, axis=1).min(axis=1)
+    return object_ids.map(earliest).astype("float64").to_numpy()
 
 
 def _counts(objects, alerts, spectra, light_curves, skipped, rare) -> dict:

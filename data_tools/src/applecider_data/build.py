@@ -21,6 +21,7 @@ from pathlib import Path
 from applecider_core.config import load_yaml, parse_overrides, to_dict
 
 from . import stages
+from .alertlike import AlertLikeConfig
 from .assemble import assemble, summary_table
 from .readers import iter_packets_with_source
 
@@ -34,7 +35,12 @@ class SourcesConfig:
     alerts: tuple[str, ...] = ()  # .avro files, folders, .tar.gz tarballs, alert parquet tables
     labels: str | None = None  # label CSV (objectId, label[, redshift])
     spectra: str | None = None  # spectra parquet (osc_spectra schema)
-    light_curves: str | None = None  # light-curve parquet (ztf_lightcurves schema)
+    light_curves: tuple[str, ...] = ()  # light-curve parquets (ztf_lightcurves schema), e.g. + bts_antares
+
+    def __post_init__(self) -> None:
+        for name in ("alerts", "light_curves"):  # one path given as a string is a list of one
+            value = getattr(self, name)
+            setattr(self, name, (value,) if isinstance(value, str) else tuple(value or ()))
 
 
 @dataclass
@@ -82,6 +88,7 @@ class BuildConfig:
     split: SplitConfig = field(default_factory=SplitConfig)
     exclude_sources: tuple[str, ...] = ()  # e.g. ["dlangis/TDECat"] for a build free of CC BY-NC rows
     drop_altered_candidates: bool = False  # skip alerts whose candidate was altered by the source repository
+    alert_like: AlertLikeConfig = field(default_factory=AlertLikeConfig)  # light curves made alert-like
 
 
 def repo_root_for(config_path: Path) -> Path:
@@ -142,7 +149,7 @@ def run_build(config: BuildConfig, root: Path) -> dict:
     stage_results = {}
     alert_inputs = [_resolve(root, p) for p in src.alerts]
     if alert_inputs or config.kowalski.enabled:
-        key = [stages.input_fingerprint(alert_inputs), to_dict(config.kowalski), config.drop_altered_candidates, 1]
+        key = [stages.input_fingerprint(alert_inputs), to_dict(config.kowalski), config.drop_altered_candidates, 2]
         stage_results["alerts"] = stages.Stage(out, "alerts", key).run(
             lambda d: stages.alerts_stage(_alert_packets(config, root), d, config.drop_altered_candidates))
     spectra_path = _resolve(root, src.spectra)
@@ -151,11 +158,11 @@ def run_build(config: BuildConfig, root: Path) -> dict:
                list(config.exclude_sources), 1]  # fmt: skip
         stage_results["spectra"] = stages.Stage(out, "spectra", key).run(
             lambda d: stages.spectra_stage(_spectra_items(config, root), d))
-    lc_path = _resolve(root, src.light_curves)
-    if lc_path:
-        key = [stages.input_fingerprint([lc_path]), list(config.exclude_sources), 1]
+    lc_paths = [_resolve(root, p) for p in src.light_curves]
+    if lc_paths:
+        key = [stages.input_fingerprint(lc_paths), list(config.exclude_sources), 2]
         stage_results["light_curves"] = stages.Stage(out, "light_curves", key).run(
-            lambda d: stages.light_curve_stage(lc_path, tuple(config.exclude_sources), d))
+            lambda d: stages.light_curve_stage(lc_paths, tuple(config.exclude_sources), d))
     labels_path = _resolve(root, src.labels)
     if labels_path:
         key = [stages.input_fingerprint([labels_path]), 1]
@@ -167,7 +174,7 @@ def run_build(config: BuildConfig, root: Path) -> dict:
         ids = list(s.object_ids) + (_label_ids(config, root) if s.object_ids_from_labels else [])
         stage_results["skyportal_labels"] = stages.Stage(out, "skyportal_labels", [sorted(ids), s.base_url, 1]).run(
             lambda d: classifications_stage(SkyPortalClient.from_environment(s.base_url), ids, d))
-    return assemble(out, to_dict(config), to_dict(config.split), stage_results)
+    return assemble(out, to_dict(config), to_dict(config.split), stage_results, config.alert_like)
 
 
 def main(argv: list[str] | None = None) -> int:

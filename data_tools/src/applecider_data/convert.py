@@ -1,4 +1,7 @@
-"""ZTF alert packet → ``applecider_core.records``, once, at the boundary.
+"""Alert packet → ``applecider_core.records``, once, at the boundary: :func:`packet_to_alert` for both surveys.
+
+The survey is read from each packet (:func:`packet_survey`: a ``candidate`` record is ZTF, a ``diaSource``
+record is Rubin); Rubin's conventions are in :mod:`applecider_data.lsst`. ZTF:
 
 Photometry follows Kowalski's ``make_photometry`` (skyportal/kowalski ``alert_broker.py``):
 
@@ -17,8 +20,10 @@ Photometry follows Kowalski's ``make_photometry`` (skyportal/kowalski ``alert_br
 
 Metadata vector (``METADATA_FEATURES`` order, float32, NaN = missing): the 17 Table-2 fields of the candidate;
 ZTF's ``-999`` "no PS1 match" sentinels (``sgscore*``, ``distpsnr*``) become NaN. ``age_days`` = candidate
-mjd − mjd of the first *detection* in the packet history (prv_candidates + candidate), so 0 for a first
-detection; ``nnondet = ncovhist - ndethist``.
+jd − the object's first detection: ``jdstarthist`` (ZTF's first detection of the source, which the 30-day
+``prv_candidates`` may no longer reach) or the first *detection* in the packet history when that is earlier or
+jdstarthist is missing; 0 for a first detection. The light curve carries the same first detection
+(``LightCurve.first_detection_mjd``), from which the photometry features measure Δt. ``nnondet = ncovhist - ndethist``.
 """
 
 from __future__ import annotations
@@ -78,7 +83,7 @@ def diff_sign(isdiffpos: object) -> float | None:
 
 
 def point_from_candidate(cand: Mapping) -> tuple | None:
-    """One light-curve row ``(mjd, band, flux_ujy, flux_err_ujy, is_detection, candid)`` or None if unusable.
+    """One light-curve row ``(mjd, band, flux_ujy, flux_err_ujy, is_detection, candid, is_forced)`` or None.
 
     Unusable: no jd, fid outside 1/2/3, neither magpsf nor diffmaglim, unknown isdiffpos on a detection.
     """
@@ -95,26 +100,29 @@ def point_from_candidate(cand: Mapping) -> tuple | None:
             return None
         flux = 10.0 ** (-0.4 * (magpsf - AB_ZEROPOINT_UJY))
         err = _float(cand.get("sigmapsf")) * flux * _LN10_OVER_2P5
-        return (jd - JD_TO_MJD, band, sign * flux, err, True, candid)
+        return (jd - JD_TO_MJD, band, sign * flux, err, True, candid, False)
     limit = _mag(cand.get("diffmaglim"))
     if math.isnan(limit):
         return None
-    return (jd - JD_TO_MJD, band, 10.0 ** (-0.4 * (limit - AB_ZEROPOINT_UJY)), math.nan, False, candid)
+    return (jd - JD_TO_MJD, band, 10.0 ** (-0.4 * (limit - AB_ZEROPOINT_UJY)), math.nan, False, candid, False)
 
 
 def deduplicate_points(points: Iterable[tuple]) -> list[tuple]:
-    """De-duplicate rows (see module docstring); output sorted by (mjd, band), independent of input order."""
+    """De-duplicate rows (see module docstring); output sorted by (mjd, band), independent of input order.
+
+    Rows carrying an id are de-duplicated on (is_forced, id): forced-photometry ids are their own namespace.
+    """
     # A total order on rows makes "keep the first" independent of the input order.
-    rows = sorted(points, key=lambda r: (r[0], r[1], not r[4], r[5], r[2], 0.0 if math.isnan(r[3]) else r[3]))
-    seen_candid: set[int] = set()
+    rows = sorted(points, key=lambda r: (r[0], r[1], not r[4], r[6], r[5], r[2], 0.0 if math.isnan(r[3]) else r[3]))
+    seen_candid: set[tuple[bool, int]] = set()
     seen_epoch: set[tuple[float, str]] = set()
     kept = []
     for row in rows:
         epoch = (round(row[0], 6), row[1])
         if row[5] >= 0:
-            if row[5] in seen_candid:
+            if (row[6], row[5]) in seen_candid:
                 continue
-            seen_candid.add(row[5])
+            seen_candid.add((row[6], row[5]))
         elif epoch in seen_epoch:
             continue
         seen_epoch.add(epoch)
@@ -122,21 +130,25 @@ def deduplicate_points(points: Iterable[tuple]) -> list[tuple]:
     return kept
 
 
-def light_curve_from_points(object_id: str, points: Iterable[tuple]) -> LightCurve:
+def light_curve_from_points(object_id: str, points: Iterable[tuple], first_detection_mjd: float = math.nan
+                            ) -> LightCurve:  # fmt: skip
     """LightCurve from rows made by :func:`point_from_candidate` (de-duplicated, time-ordered)."""
     rows = deduplicate_points(points)
     if not rows:
-        return LightCurve(object_id, np.empty(0), np.empty(0, dtype=str), np.empty(0), np.empty(0), np.empty(0, bool))
-    mjd, band, flux, err, det, candid = zip(*rows)
+        return LightCurve(object_id, np.empty(0), np.empty(0, dtype=str), np.empty(0), np.empty(0), np.empty(0, bool),
+                          first_detection_mjd=first_detection_mjd)  # fmt: skip
+    mjd, band, flux, err, det, candid, forced = zip(*rows)
     return LightCurve(object_id, np.array(mjd), np.array(band), np.array(flux), np.array(err), np.array(det),
-                      np.array(candid, dtype=np.int64))  # fmt: skip
+                      np.array(candid, dtype=np.int64), np.array(forced, dtype=bool), first_detection_mjd)  # fmt: skip
 
 
 def merge_light_curves(*curves: LightCurve) -> LightCurve:
     """Union of light curves of one object (e.g. from successive packets), de-duplicated like one packet."""
     rows = (row for c in curves for row in zip(c.mjd.tolist(), c.band.tolist(), c.flux_ujy.tolist(),
-                                                c.flux_err_ujy.tolist(), c.is_detection.tolist(), c.candid.tolist()))
-    return light_curve_from_points(curves[0].object_id, rows)
+                                                c.flux_err_ujy.tolist(), c.is_detection.tolist(), c.candid.tolist(),
+                                                c.is_forced.tolist()))
+    firsts = [c.first_detection_mjd for c in curves if not math.isnan(c.first_detection_mjd)]
+    return light_curve_from_points(curves[0].object_id, rows, min(firsts) if firsts else math.nan)
 
 
 def history_records(packet: Mapping) -> list[Mapping]:
@@ -147,6 +159,13 @@ def history_records(packet: Mapping) -> list[Mapping]:
     return [*(p for p in prv if isinstance(p, Mapping)), packet["candidate"]]
 
 
+def first_detection_jd(candidate: Mapping, history: Iterable[Mapping]) -> float:
+    """The object's first detection (JD): ``jdstarthist`` or the earliest history detection, whichever is earlier."""
+    jds = [_float(p.get("jd")) for p in history if not math.isnan(_float(p.get("magpsf")))]
+    jds = [t for t in (*jds, _float(candidate.get("jdstarthist"))) if not math.isnan(t) and t > 0]
+    return min(jds) if jds else math.nan
+
+
 def metadata_vector(candidate: Mapping, history: Iterable[Mapping]) -> np.ndarray:
     """(19,) float32 in ``METADATA_FEATURES`` order, NaN = missing (see module docstring)."""
     values = []
@@ -155,10 +174,7 @@ def metadata_vector(candidate: Mapping, history: Iterable[Mapping]) -> np.ndarra
         if name in SENTINEL_FIELDS and value <= SENTINEL_MAX:
             value = math.nan
         values.append(value)
-    jd = _float(candidate.get("jd"))
-    detection_jds = [_float(p.get("jd")) for p in history if not math.isnan(_float(p.get("magpsf")))]
-    detection_jds = [t for t in detection_jds if not math.isnan(t)]
-    age = jd - min(detection_jds) if detection_jds and not math.isnan(jd) else math.nan
+    age = _float(candidate.get("jd")) - first_detection_jd(candidate, history)
     nnondet = _float(candidate.get("ncovhist")) - _float(candidate.get("ndethist"))
     out = np.array([*values, age, nnondet], dtype=np.float32)
     assert out.shape == (len(METADATA_FEATURES),)
@@ -172,12 +188,27 @@ def _required(candidate: Mapping, name: str) -> float:
     return value
 
 
-def packet_to_alert(packet: Mapping, with_cutouts: bool = True) -> Alert:
-    """Convert one decoded ZTF alert packet (schema 3.2–4.02, or a Kowalski document) into an Alert.
+def packet_survey(packet: Mapping) -> str:
+    """``"ztf"`` or ``"lsst"`` from the packet's own fields (never from a file name); AlertParseError if neither."""
+    if isinstance(packet.get("diaSource"), Mapping):
+        return "lsst"
+    if "candidate" in packet or "objectId" in packet:
+        return "ztf"
+    raise AlertParseError("packet", f"neither a ZTF alert (candidate) nor a Rubin alert (diaSource); "
+                          f"fields: {sorted(packet)[:12]}")
 
+
+def packet_to_alert(packet: Mapping, with_cutouts: bool = True) -> Alert:
+    """Convert one decoded alert packet of either survey into an Alert (``Alert.survey`` says which).
+
+    ZTF: schema 3.2–4.02 or a Kowalski document; Rubin: lsst.v9_0–v11_x (see :mod:`applecider_data.lsst`).
     Raises AlertParseError(field, reason) for fatal problems (no objectId/candidate/jd/position, unknown fid);
     stamp problems and known caveats are listed in ``Alert.problems`` instead.
     """
+    if packet_survey(packet) == "lsst":
+        from .lsst import lsst_packet_to_alert  # lsst builds on this module's point helpers
+
+        return lsst_packet_to_alert(packet, with_cutouts)
     object_id = packet.get("objectId")
     if not isinstance(object_id, str) or not object_id:
         raise AlertParseError("objectId", f"missing or not a string ({object_id!r})")
@@ -210,7 +241,8 @@ def packet_to_alert(packet: Mapping, with_cutouts: bool = True) -> Alert:
     try:
         return Alert(
             object_id=object_id, candid=int(candid), mjd=jd - JD_TO_MJD, band=band, ra_deg=ra, dec_deg=dec,
-            metadata=metadata_vector(candidate, history), light_curve=light_curve_from_points(object_id, points),
+            metadata=metadata_vector(candidate, history),
+            light_curve=light_curve_from_points(object_id, points, first_detection_jd(candidate, history) - JD_TO_MJD),
             cutouts=cutouts, schema_version=str(packet.get("schemavsn") or ""), problems=problems,
         )  # fmt: skip
     except RecordError as err:

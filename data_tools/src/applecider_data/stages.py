@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from applecider_core.records import CUTOUT_KINDS, CUTOUT_SIZE, METADATA_FEATURES
+from applecider_core.records import CUTOUT_KINDS, CUTOUT_SIZE, METADATA_FEATURES_BY_SURVEY
 
 from .convert import packet_to_alert
 from .errors import AlertParseError, PacketError
@@ -107,8 +107,12 @@ class Stage:
 
 # ---- stage bodies --------------------------------------------------------------------------------------
 def alerts_stage(packets: Iterable[tuple[str, str, PacketOrError]], out: Path, drop_altered: bool) -> dict:
-    """Convert packets; write alerts.parquet, cutouts.npy, alert_points.parquet, skipped.csv into ``out``."""
+    """Convert packets; write alerts.parquet, cutouts.npy, alert_points.parquet, skipped.csv into ``out``.
+
+    One survey per dataset (its metadata columns): the first alert's; alerts of another survey are skipped.
+    """
     rows, points, skipped = [], [], []
+    survey = None
     seen: dict[int, str] = {}
     raw_path = out / ".cutouts.raw"
     n_cutouts = 0
@@ -123,6 +127,10 @@ def alerts_stage(packets: Iterable[tuple[str, str, PacketOrError]], out: Path, d
             except AlertParseError as err:
                 skipped.append((where, source, f"alert parse error in {err.field}: {err.reason}"))
                 continue
+            survey = survey or alert.survey
+            if alert.survey != survey:
+                skipped.append((where, source, f"{alert.survey} alert in a {survey} dataset (one survey per dataset)"))
+                continue
             if alert.candid in seen:
                 skipped.append((where, source, f"duplicate candid {alert.candid} (kept the copy from {seen[alert.candid]})"))
                 continue
@@ -132,22 +140,23 @@ def alerts_stage(packets: Iterable[tuple[str, str, PacketOrError]], out: Path, d
             seen[alert.candid] = where
             index = -1
             if alert.cutouts is not None:
-                raw.write(np.ascontiguousarray(alert.cutouts.stack(), dtype="<f4").tobytes())
+                raw.write(np.ascontiguousarray(alert.cutouts.on_grid(), dtype="<f4").tobytes())
                 index, n_cutouts = n_cutouts, n_cutouts + 1
             stamp_problems = [p for p in alert.problems if p.startswith("cutout")]
             if index < 0:
                 skipped.append((f"{where} cutouts", source, "; ".join(stamp_problems) or "no cutouts"))
             rows.append((alert.object_id, alert.candid, alert.mjd, alert.band, alert.ra_deg, alert.dec_deg, index,
-                         *alert.metadata.tolist()))  # fmt: skip
+                         *alert.metadata.tolist(), alert.light_curve.first_detection_mjd))  # fmt: skip
             lc = alert.light_curve
             points.append(pd.DataFrame({
                 "object_id": alert.object_id, "mjd": lc.mjd, "band": lc.band, "flux_ujy": lc.flux_ujy,
                 "flux_err_ujy": lc.flux_err_ujy, "is_detection": lc.is_detection, "candid": lc.candid,
             }))  # fmt: skip
     _raw_to_npy(raw_path, out / "cutouts.npy", n_cutouts)
-    columns = ["object_id", "candid", "mjd", "band", "ra_deg", "dec_deg", "cutout_index", *METADATA_FEATURES]
+    names = METADATA_FEATURES_BY_SURVEY[survey or "ztf"]
+    columns = ["object_id", "candid", "mjd", "band", "ra_deg", "dec_deg", "cutout_index", *names, "first_detection_mjd"]
     frame = pd.DataFrame(rows, columns=columns)
-    frame = frame.astype({"candid": "int64", "cutout_index": "int64", **{k: "float32" for k in METADATA_FEATURES}})
+    frame = frame.astype({"candid": "int64", "cutout_index": "int64", **{k: "float32" for k in names}})
     write_parquet(frame, out / "alerts.parquet")
     point_frame = pd.concat(points, ignore_index=True) if points else pd.DataFrame(
         columns=["object_id", "mjd", "band", "flux_ujy", "flux_err_ujy", "is_detection", "candid"])
@@ -195,10 +204,16 @@ def public_spectra_stage(path: Path, exclude: tuple[str, ...], out: Path) -> dic
     return spectra_stage(iter_spectra(path, exclude), out)
 
 
-def light_curve_stage(path: Path, exclude: tuple[str, ...], out: Path) -> dict:
-    table, skipped = read_light_curve_table(path, exclude)
+def light_curve_stage(paths: list[Path], exclude: tuple[str, ...], out: Path) -> dict:
+    """Every light-curve parquet → one long flux table (points.parquet) and skipped.csv."""
+    tables, skipped = [], []
+    for path in paths:
+        table, problems = read_light_curve_table(path, exclude)
+        tables.append(table)
+        skipped += [(i, str(path), r) for i, r in problems]
+    table = pd.concat(tables, ignore_index=True)
     write_parquet(table, out / "points.parquet")
-    write_csv(pd.DataFrame([(i, str(path), r) for i, r in skipped], columns=SKIPPED_COLUMNS), out / "skipped.csv")
+    write_csv(pd.DataFrame(skipped, columns=SKIPPED_COLUMNS), out / "skipped.csv")
     return {"points": len(table), "objects": int(table["name"].nunique()), "skipped": len(skipped)}
 
 

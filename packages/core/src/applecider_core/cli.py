@@ -24,7 +24,8 @@ KNOWN_COMMANDS = {
     "pretrain.photometry": "applecider-photometry", "evaluate.photometry": "applecider-photometry",
     "train.images": "applecider-images", "evaluate.images": "applecider-images",
     "train.spectra": "applecider-spectra", "evaluate.spectra": "applecider-spectra",
-    "evaluate": "applecider-fusion", "classify": "applecider-fusion", "examples": "applecider-fusion", "stream": "applecider-stream",
+    "evaluate": "applecider-fusion", "classify": "applecider-fusion", "examples": "applecider-fusion",
+    "export.onnx": "applecider-fusion", "stream": "applecider-stream",
 }  # fmt: skip
 
 

@@ -6,10 +6,13 @@ without depending on the data tools. One directory, keyed by object id:
 ==========================  ===================================================================================
 ``manifest.json``           ``{"format_version": 1, "created": ..., "build_config": {...}, "counts": {...}}``
 ``objects.parquet``         object_id, label (normalised label or null), redshift, split (train/val/test),
-                            has_alerts, has_light_curve, has_spectrum
+                            has_alerts, has_light_curve, has_spectrum, first_detection_mjd (jdstarthist or
+                            the earliest alert-like detection; Δt of the photometry features starts there)
 ``alerts.parquet``          object_id, candid, mjd, band, ra_deg, dec_deg, cutout_index (-1: none), then one
-                            float32 column per ``records.METADATA_FEATURES`` name (NaN = missing)
-``cutouts.npy``             float32 (N, 3, 63, 63): science, template, difference; memory-mapped
+                            float32 column per metadata name of the dataset's survey (ZTF:
+                            ``records.METADATA_FEATURES``; Rubin: ``LSST_METADATA_FEATURES``; NaN = missing)
+``cutouts.npy``             float32 (N, 3, 63, 63): science, template, difference; memory-mapped (Rubin's
+                            smaller 0.2″ stamps centred on the grid, NaN around them)
 ``light_curves.parquet``    long format: object_id, mjd, band, flux_ujy, flux_err_ujy, is_detection, source
 ``spectra.parquet``         spectrum_id, object_id, redshift, mjd, label, flux_unit, instrument, source,
                             wavelength_aa (list), flux (list)
@@ -29,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .records import METADATA_FEATURES, LightCurve, Spectrum
+from .records import METADATA_FEATURES_BY_SURVEY, LightCurve, Spectrum, survey_of_metadata_columns
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
@@ -50,8 +53,9 @@ class AlertTable:
     """Per-alert view: ``frame`` rows, ``metadata`` (N, 19) float32 and lazily read cutouts."""
 
     frame: pd.DataFrame  # object_id, candid, mjd, band, ra_deg, dec_deg, cutout_index, label
-    metadata: np.ndarray  # (N, len(METADATA_FEATURES)) float32, NaN = missing
+    metadata: np.ndarray  # (N, len(METADATA_FEATURES_BY_SURVEY[survey])) float32, NaN = missing
     _cutouts: np.ndarray | None  # memory-mapped (M, 3, 63, 63)
+    survey: str = "ztf"
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -128,7 +132,15 @@ class SharedDataset:
         return LightCurve(
             object_id, rows["mjd"].to_numpy(), rows["band"].to_numpy(), rows["flux_ujy"].to_numpy(),
             rows["flux_err_ujy"].to_numpy(), rows["is_detection"].to_numpy(),
+            first_detection_mjd=self._first_detection.get(object_id, float("nan")),
         ).sorted()  # fmt: skip
+
+    @cached_property
+    def _first_detection(self) -> dict[str, float]:
+        """Object → its first detection MJD (jdstarthist or the longest history; datasets before it: none)."""
+        if "first_detection_mjd" not in self.objects.columns:
+            return {}
+        return dict(zip(self.objects["object_id"], self.objects["first_detection_mjd"].astype(float)))
 
     # ---- alerts ----------------------------------------------------------------------------------------
     @cached_property
@@ -148,9 +160,10 @@ class SharedDataset:
         if split is not None:
             frame = frame[frame["object_id"].isin(set(self.split_ids(split)))]
         frame = frame.reset_index(drop=True)
-        metadata = frame[list(METADATA_FEATURES)].to_numpy(dtype=np.float32)
+        survey = survey_of_metadata_columns(frame.columns)
+        metadata = frame[list(METADATA_FEATURES_BY_SURVEY[survey])].to_numpy(dtype=np.float32)
         columns = ["object_id", "candid", "mjd", "band", "ra_deg", "dec_deg", "cutout_index", "label"]
-        return AlertTable(frame[columns], metadata, self._cutouts)
+        return AlertTable(frame[columns], metadata, self._cutouts, survey)
 
     # ---- spectra ---------------------------------------------------------------------------------------
     def spectra(self, split: str | None = None) -> list[Spectrum]:

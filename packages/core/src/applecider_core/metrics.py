@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import torch
-from sklearn import metrics as skm
+
+# sklearn and torch are imported where they are used: `cider classify` needs only ``softmax`` (start-up time)
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -28,6 +28,8 @@ def top_k_accuracy(probs: np.ndarray, labels: np.ndarray, k: int) -> float:
 
 
 def per_class_roc_auc(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    from sklearn import metrics as skm
+
     out = np.full(probs.shape[1], np.nan)
     for c in range(probs.shape[1]):
         positive = labels == c
@@ -37,6 +39,8 @@ def per_class_roc_auc(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def per_class_auprc(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    from sklearn import metrics as skm
+
     out = np.full(probs.shape[1], np.nan)
     for c in range(probs.shape[1]):
         positive = labels == c
@@ -70,10 +74,27 @@ def _nanmean(values: np.ndarray) -> float:
     return float(finite.mean()) if finite.size else float("nan")
 
 
+def confusion_counts(labels: np.ndarray, preds: np.ndarray, n_classes: int) -> dict[str, np.ndarray]:
+    """Confusion matrix (rows: true class) and per-class recall, precision, F1 (0 where undefined); ``present``
+    marks the classes that occur in ``labels`` (macro means average over those)."""
+    labels, preds = np.asarray(labels, dtype=np.int64), np.asarray(preds, dtype=np.int64)
+    confusion = np.bincount(labels * n_classes + preds, minlength=n_classes**2).reshape(n_classes, n_classes)
+    hits, support, predicted = np.diag(confusion), confusion.sum(axis=1), confusion.sum(axis=0)
+    return {
+        "confusion": confusion,
+        "recall": np.divide(hits, support, out=np.zeros(n_classes), where=support > 0),
+        "precision": np.divide(hits, predicted, out=np.zeros(n_classes), where=predicted > 0),
+        "f1": np.divide(2 * hits, support + predicted, out=np.zeros(n_classes), where=support + predicted > 0),
+        "present": support > 0,
+    }
+
+
 def classification_report(
     probs: np.ndarray, labels: np.ndarray, class_names: Sequence[str], top_k: int = 3
 ) -> dict:
     """Every metric of the project in one JSON-ready dict (per-class entries keyed by class name)."""
+    from sklearn import config_context as skm_config
+
     probs = np.asarray(probs, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
     if probs.ndim != 2 or probs.shape[1] != len(class_names):
@@ -82,18 +103,18 @@ def classification_report(
         raise ValueError(f"{len(labels)} labels for {len(probs)} predictions")
     n_classes = len(class_names)
     preds = probs.argmax(axis=1)
-    all_classes = list(range(n_classes))
-    roc = per_class_roc_auc(probs, labels)
-    prc = per_class_auprc(probs, labels)
-    recall = skm.recall_score(labels, preds, labels=all_classes, average=None, zero_division=0)
-    precision = skm.precision_score(labels, preds, labels=all_classes, average=None, zero_division=0)
-    present = np.isin(np.arange(n_classes), labels)
+    with skm_config(skip_parameter_validation=True):  # called per class and subset: validation dominates
+        roc = per_class_roc_auc(probs, labels)
+        prc = per_class_auprc(probs, labels)
+    counts = confusion_counts(labels, preds, n_classes)
+    confusion, recall, precision, f1 = counts["confusion"], counts["recall"], counts["precision"], counts["f1"]
+    present = counts["present"]
     return {
         "n": len(labels),
         "accuracy": float(np.mean(preds == labels)),
         f"top{top_k}_accuracy": top_k_accuracy(probs, labels, top_k),
-        "macro_f1": float(skm.f1_score(labels, preds, labels=np.flatnonzero(present), average="macro", zero_division=0)),
-        "micro_f1": float(skm.f1_score(labels, preds, labels=all_classes, average="micro", zero_division=0)),
+        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+        "micro_f1": float(np.mean(preds == labels)),  # every prediction is one of the classes: = accuracy
         "balanced_accuracy": float(recall[present].mean()) if present.any() else float("nan"),
         "balanced_precision": float(precision[present].mean()) if present.any() else float("nan"),
         "macro_roc_auc": _nanmean(roc),
@@ -111,13 +132,15 @@ def classification_report(
             }
             for c, name in enumerate(class_names)
         },
-        "confusion_matrix": skm.confusion_matrix(labels, preds, labels=all_classes).tolist(),
+        "confusion_matrix": confusion.tolist(),
         "class_names": list(class_names),
     }
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iter: int = 200) -> float:
     """Temperature T > 0 minimising the NLL of softmax(logits / T) on held-out (validation) data."""
+    import torch
+
     logits_t = torch.as_tensor(np.asarray(logits), dtype=torch.float64)
     labels_t = torch.as_tensor(np.asarray(labels), dtype=torch.long)
     log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)

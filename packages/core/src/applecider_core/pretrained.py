@@ -10,11 +10,11 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch
-from safetensors.torch import load_file, save_file
-from torch import nn
+if TYPE_CHECKING:  # torch is imported by the models themselves; ONNX-only runs never import it
+    import torch
+    from torch import nn
 
 from .config import from_dict, to_dict
 
@@ -52,6 +52,8 @@ def save_pretrained(
     payload = {"model_type": type(config).model_type, **to_dict(config)}
     (directory / CONFIG_NAME).write_text(json.dumps(payload, indent=2))
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    from safetensors.torch import save_file
+
     save_file(state, str(directory / WEIGHTS_NAME))
     (directory / PREPROCESSOR_NAME).write_text(json.dumps(preprocessor or {}, indent=2))
     return directory
@@ -76,6 +78,8 @@ def load_weights(model: nn.Module, directory: str | Path) -> None:
     path = Path(directory) / WEIGHTS_NAME
     if not path.is_file():
         raise PretrainedError(f"{directory}: no {WEIGHTS_NAME}")
+    from safetensors.torch import load_file
+
     state = load_file(str(path))
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))

@@ -198,7 +198,14 @@ FUSION = Taxonomy(
         "TDE": "TDE",
     },
 )
-TAXONOMIES: dict[str, Taxonomy] = {t.name: t for t in (FINE, SPECTRA, FUSION)}
+# Paper I Table 6 (AstroMiNN vs BTSbot): four classes, the nuclear transients (AGN, TDE) as one.
+NUCLEAR4 = Taxonomy(
+    "nuclear4",
+    ("SN I", "SN II", "CV", "Nuclear"),
+    {**{c: FUSION.members[c] for c in FUSION.members if FUSION.members[c] in ("SN I", "SN II", "CV")},
+     "AGN": "Nuclear", "TDE": "Nuclear"},
+)
+TAXONOMIES: dict[str, Taxonomy] = {t.name: t for t in (FINE, SPECTRA, FUSION, NUCLEAR4)}
 
 
 def get_taxonomy(name: str) -> Taxonomy:
@@ -227,3 +234,20 @@ def projection_matrix(source_classes: Sequence[str], target: Taxonomy) -> np.nda
             "retrain with a taxonomy that maps, or drop these classes"
         )
     return matrix
+
+
+DEFAULT_MIN_CLASS_OBJECTS = 20
+
+
+def covered_classes(class_names: Sequence[str], object_counts: Mapping[str, int], minimum: int) -> tuple[str, ...]:
+    """The classes of ``class_names`` (order kept) with at least ``minimum`` training objects.
+
+    A model gets an output only for these (its config lists them); fusion renormalises over the classes a
+    model covers. Raises TaxonomyError when fewer than two classes are covered (nothing to classify).
+    """
+    covered = tuple(c for c in class_names if object_counts.get(c, 0) >= minimum)
+    if len(covered) < 2:
+        counts = {c: int(object_counts.get(c, 0)) for c in class_names}
+        raise TaxonomyError(f"fewer than two classes have >= {minimum} training objects ({counts}); "
+                            "lower the minimum (data.min_class_objects) or add data")
+    return covered

@@ -4,7 +4,13 @@ Per batch of alerts: convert packets once (``applecider_data.packet_to_alert``),
 curve with what earlier alerts of the same object showed (alerts are processed per object in time order, and a
 bounded LRU cache keeps the histories), run photometry and images/metadata batched, attach the object's spectra
 (probabilities averaged over its spectra, computed once per object), fuse, and return one record per alert.
-A packet or modality that fails becomes an ``errors`` entry of that alert; the batch goes on.
+A packet or modality that fails becomes an ``errors`` entry of that alert; the batch goes on. What is worth
+knowing but failed nothing (a padded stamp, a position altered by the source repository, a packet without
+cutouts) is a ``notes`` entry. Each record says the alert's ``survey`` and, under ``skipped``, the models not
+run on it and why (a model trained on one survey is not given inputs of another, see
+``ModalityRunner.skip_reason``). The trust fields (``prediction_set``, ``abstain``, ``ood``, ``ood_reasons``)
+come from ``trust.json`` next to the models (``applecider_fusion.trust``); without it they are null and a note
+says so.
 """
 
 from __future__ import annotations
@@ -19,12 +25,14 @@ from typing import Any
 
 import numpy as np
 
+from applecider_core.engines import DEFAULT_THREADS
 from applecider_core.metrics import softmax
-from applecider_core.records import Alert, LightCurve, Spectrum
+from applecider_core.records import METADATA_FEATURES, Alert, LightCurve, Spectrum
 from applecider_data import AlertParseError, PacketError, merge_light_curves, packet_to_alert
 
 from .fusion import MODALITIES, FusionError, ProbabilityFusion
-from .runners import RUNNER_TYPES, ModalityRunner, load_runner
+from .runners import RUNNER_TYPES, ModalityRunner, SpectralSystems, load_runner
+from .trust import NO_TRUST_NOTE, TrustSettings, read_trust_settings
 
 FUSION_SETTINGS_NAME = "fusion.json"  # per-modality weights and temperatures next to the model folders
 
@@ -67,26 +75,39 @@ class Classifier:
     """Runs the modality models on alerts and fuses their probabilities."""
 
     def __init__(self, runners: Mapping[str, ModalityRunner], fusion: ProbabilityFusion,
-                 history_cache_size: int = 100_000) -> None:
+                 history_cache_size: int = 100_000, trust: TrustSettings | None = None,
+                 spectral_systems: SpectralSystems | None = None) -> None:
         if not runners:
             raise FusionError("no modality model given")
+        if trust is not None and tuple(trust.classes) != tuple(fusion.classes):
+            raise FusionError(f"trust settings are for classes {trust.classes}, the fusion has {list(fusion.classes)}")
         self.runners = dict(runners)
         self.fusion = fusion
+        self.trust = trust
         self.history = HistoryCache(history_cache_size)
         self.timings = Timings()
         self._spectra_cache: OrderedDict[tuple, tuple[np.ndarray | None, str | None]] = OrderedDict()
+        self.spectral_systems = spectral_systems  # SNIascore / CCSNscore: extra record entries, not fused
+        self._systems_cache: OrderedDict[tuple, tuple[dict, list[str]]] = OrderedDict()
 
     @classmethod
     def from_dir(cls, models_dir: str | Path, device: str = "cpu", weights: Mapping[str, float] | None = None,
-                 modalities: Sequence[str] = MODALITIES) -> Classifier:
+                 modalities: Sequence[str] = MODALITIES, engine: str = "torch",
+                 threads: int | None = DEFAULT_THREADS) -> Classifier:
         """Load ``models_dir/{photometry,images,spectra}`` (each written by save_pretrained); absent ones are skipped.
+        ``models_dir/sniascore`` and ``models_dir/ccsnscore`` (seed spectral systems) add their own record entries.
+
+        ``engine``: ``torch`` (the saved weights), ``onnxruntime`` or ``onnxruntime-int8`` (the ``model.onnx``
+        / ``model.int8.onnx`` that ``cider export onnx`` wrote in each folder); ``threads``: ONNX Runtime
+        intra-op threads per session (torch threads are the process's, see ``cider classify --threads``).
 
         Fusion settings: each model's own temperature (its preprocessor.json), replaced by the per-modality
         weights and temperatures of ``models_dir/fusion.json`` when present (written by ``cider evaluate``),
-        then by ``weights`` given here.
+        then by ``weights`` given here. Trust settings: ``models_dir/trust.json`` when present.
         """
         models_dir = Path(models_dir)
-        runners = {m: load_runner(m, models_dir / m, device) for m in modalities if (models_dir / m).is_dir()}
+        runners = {m: load_runner(m, models_dir / m, device, engine, threads)
+                   for m in modalities if (models_dir / m).is_dir()}
         if not runners:
             raise FusionError(
                 f"{models_dir}: no model directories; expected some of {[str(models_dir / m) for m in RUNNER_TYPES]}"
@@ -97,7 +118,8 @@ class Classifier:
         chosen = {m: w for m, w in settings.get("weights", {}).items() if m in runners} | dict(weights or {})
         fusion = ProbabilityFusion({m: r.class_names for m, r in runners.items()}, weights=chosen,
                                    temperatures=temperatures)
-        return cls(runners, fusion)
+        return cls(runners, fusion, trust=read_trust_settings(models_dir),
+                   spectral_systems=SpectralSystems.load(models_dir))
 
     # ---- public API --------------------------------------------------------------------------------------
     def classify(self, packets: Iterable[Mapping[str, Any] | PacketError],
@@ -127,7 +149,8 @@ class Classifier:
             try:
                 alerts.append(packet_to_alert(item, with_cutouts="images" in self.runners))
             except AlertParseError as error:
-                failures.append(_error_record(item.get("objectId"), item.get("candid"), [f"packet: {error}"]))
+                object_id, candid, survey = _packet_identity(item)
+                failures.append(_error_record(object_id, candid, [f"packet: {error}"]) | {"survey": survey})
         return alerts, failures
 
     def object_spectra_logits(self, object_id: str, spectra: Sequence[Spectrum]) -> tuple[np.ndarray | None, str | None]:
@@ -162,16 +185,28 @@ class Classifier:
         n = len(alerts)
         logits: dict[str, np.ndarray] = {}
         present: dict[str, np.ndarray] = {}
-        errors: list[list[str]] = [list(a.problems) for a in alerts]
+        errors: list[list[str]] = [[] for _ in alerts]
+        notes: list[list[str]] = [list(a.problems) for a in alerts]
+        skipped: list[dict[str, str]] = [{} for _ in alerts]
         for modality in ("photometry", "images"):
             if modality not in self.runners or not n:
                 continue
-            items_for = [a.light_curve for a in alerts] if modality == "photometry" else alerts
-            values, item_errors = self.runners[modality].predict(items_for, self.timings)
+            runner = self.runners[modality]
+            inputs = [a.light_curve for a in alerts] if modality == "photometry" else alerts
+            reasons = [runner.skip_reason(item) for item in inputs]
+            run = [i for i, reason in enumerate(reasons) if reason is None]
+            values = np.full((n, len(runner.class_names)), np.nan)
+            if run:
+                values[run], item_errors = runner.predict([inputs[i] for i in run], self.timings)
+                for i, message in zip(run, item_errors):
+                    if message and modality == "images":
+                        _file_stamp_problems(message, notes[i], errors[i])
+                    elif message:
+                        errors[i].append(f"{modality}: {message}")
+            for i, reason in enumerate(reasons):
+                if reason is not None:
+                    skipped[i][modality] = reason
             logits[modality], present[modality] = values, ~np.isnan(values).any(axis=1)
-            for i, message in enumerate(item_errors):
-                if message:
-                    errors[i].append(f"{modality}: {message}")
         if "spectra" in self.runners and n:
             runner = self.runners["spectra"]
             values = np.full((n, len(runner.class_names)), np.nan)
@@ -185,27 +220,58 @@ class Classifier:
                 else:
                     values[i] = object_logits
             logits["spectra"], present["spectra"] = values, ~np.isnan(values).any(axis=1)
+        systems = [self._systems_for(a, spectra.get(a.object_id), errors[i]) for i, a in enumerate(alerts)]
         start = time.perf_counter()
         fused = self.fusion.fuse({m: np.nan_to_num(v) for m, v in logits.items()}, present) if n else np.zeros((0, 0))
         self.timings.add("fusion", start)
         self.timings.alerts += len(items)
-        records = [self._record(a, i, logits, present, fused, errors[i]) for i, a in enumerate(alerts)]
+        records = [self._record(a, i, logits, present, fused, errors[i], notes[i], skipped[i]) | systems[i]
+                   for i, a in enumerate(alerts)]
         return records + failures
 
+    def _systems_for(self, alert: Alert, object_spectra: Sequence[Spectrum] | None, errors: list[str]) -> dict:
+        """SNIascore / CCSNscore entries of one alert's object (empty without systems or spectra)."""
+        if self.spectral_systems is None or not object_spectra:
+            return {}
+        key = (alert.object_id, len(alert.light_curve), *(s.spectrum_id for s in object_spectra))
+        if key not in self._systems_cache:  # MC dropout is costly: once per object, spectra and photometry
+            start = time.perf_counter()
+            self._systems_cache[key] = self.spectral_systems.predict(object_spectra, alert.light_curve)
+            self.timings.add("spectral_systems", start)
+            if len(self._systems_cache) > self.history.max_objects:
+                self._systems_cache.popitem(last=False)
+        entries, messages = self._systems_cache[key]
+        errors.extend(messages)
+        return entries
+
     def _record(self, alert: Alert, i: int, logits: Mapping[str, np.ndarray], present: Mapping[str, np.ndarray],
-                fused: np.ndarray, errors: list[str]) -> dict:
+                fused: np.ndarray, errors: list[str], notes: list[str], skipped: dict[str, str]) -> dict:
         used = [m for m in logits if present[m][i]]
         per_modality = {}  # each member as it enters the fusion: calibrated with its temperature
         for m in used:
             probs = softmax(logits[m][i : i + 1], self.fusion.temperatures.get(m, 1.0))[0]
             per_modality[m] = _probabilities_dict(self.runners[m].class_names, probs)
         record = _error_record(alert.object_id, alert.candid, errors)
-        record.update(mjd=round(float(alert.mjd), 6), modalities=used, probabilities=per_modality)
+        record.update(mjd=round(float(alert.mjd), 6), survey=alert.survey, modalities=used, probabilities=per_modality,
+                      skipped=skipped, notes=notes)
         if used:
             record["fused"] = _probabilities_dict(self.fusion.classes, fused[i])
             best = int(np.argmax(fused[i]))
             record.update(top_class=self.fusion.classes[best], score=round(float(fused[i, best]), 6))
+            record.update(self._trust_fields(alert, {m: logits[m][i] for m in used}, fused[i], notes))
         return record
+
+    def _trust_fields(self, alert: Alert, logits: Mapping[str, np.ndarray], fused: np.ndarray,
+                      notes: list[str]) -> dict:
+        """prediction_set, abstain, ood, ood_reasons of one record: the one place trust settings are applied."""
+        if self.trust is None:
+            notes.append(NO_TRUST_NOTE)
+            return {}
+        detections = int(alert.light_curve.is_detection.sum()) if "photometry" in logits else None
+        metadata = dict(zip(METADATA_FEATURES, map(float, alert.metadata))) if "images" in logits else None
+        fields = self.trust.assess(fused, logits, self.fusion.temperatures, detections, metadata, _age_days(alert))
+        notes += fields.pop("notes")
+        return fields
 
 
 def read_fusion_settings(models_dir: Path) -> dict[str, Any]:
@@ -225,8 +291,38 @@ def _upto(light_curve: LightCurve, mjd: float) -> LightCurve:
     return light_curve.select(light_curve.mjd <= mjd + 1e-6)
 
 
+def _age_days(alert: Alert) -> float:
+    """Days since the first detection known: the packet's ``age_days`` or the history's earliest detection."""
+    epochs = [alert.mjd - alert.metadata[METADATA_FEATURES.index("age_days")]]
+    epochs += list(alert.light_curve.mjd[alert.light_curve.is_detection])
+    finite = [e for e in epochs if np.isfinite(e)]
+    return float(alert.mjd - min(finite)) if finite else float("nan")
+
+
+def _file_stamp_problems(message: str, notes: list[str], errors: list[str]) -> None:
+    """An images failure: a packet without stamps is a note (nothing failed); unusable stamps are an error."""
+    stamps = [n for n in notes if n.startswith("cutout")]
+    if stamps and all(n.endswith(": missing") for n in stamps):
+        notes[:] = [n for n in notes if n not in stamps] + ["images: the packet has no cutouts"]
+        return
+    notes[:] = [n for n in notes if n not in stamps]
+    errors.append(f"images: {message}" + (f" ({'; '.join(stamps)})" if stamps else ""))
+
+
+def _packet_identity(packet: Mapping[str, Any]) -> tuple[Any, Any, str | None]:
+    """(objectId, candid, survey) of a packet that failed to convert, as far as it says them."""
+    source = packet.get("diaSource")
+    if isinstance(source, Mapping):
+        object_id = source.get("diaObjectId")
+        return (str(object_id) if object_id else None), packet.get("diaSourceId", source.get("diaSourceId")), "lsst"
+    return packet.get("objectId"), packet.get("candid"), "ztf" if "candidate" in packet else None
+
+
 def _error_record(object_id: Any, candid: Any, errors: list[str]) -> dict:
+    """A record with every key of the output contract; trust fields are null until assessed."""
+    integer = isinstance(candid, (int, np.integer)) and not isinstance(candid, bool)
     return {
-        "objectId": object_id, "candid": None if candid is None else int(candid), "mjd": None, "modalities": [],
-        "probabilities": {}, "fused": None, "top_class": None, "score": None, "errors": errors,
+        "objectId": None if object_id is None else str(object_id), "candid": int(candid) if integer else None, "mjd": None, "survey": None,
+        "modalities": [], "probabilities": {}, "fused": None, "top_class": None, "score": None, "errors": errors,
+        "skipped": {}, "prediction_set": None, "abstain": None, "ood": None, "ood_reasons": [], "notes": [],
     }

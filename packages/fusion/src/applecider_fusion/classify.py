@@ -1,8 +1,12 @@
 """``cider classify ALERTS... --models DIR [--spectra FILE]``: fused classification of alert packets.
 
-Inputs: Avro files, directories of them, nightly tarballs (.tar.gz) and alert parquet tables, streamed.
+Inputs: Avro files, directories of them, nightly tarballs (.tar.gz) and alert parquet tables, streamed; ZTF
+and Rubin packets alike (the survey is read from each packet). Rubin's Kafka wire-format files need the schema
+of their id: ``--schema-dir`` / ``--schema-registry`` (or the optional lsst-alert-packet package).
 Output: one JSON line (or CSV row) per alert with per-modality and fused probabilities, the top class, the
-modalities used and an ``errors`` list; a corrupt file or packet becomes an error record and the run goes on.
+modalities used, the trust fields (``prediction_set``, ``abstain``, ``ood``, ``ood_reasons``; from trust.json
+next to the models), ``errors`` (failures) and ``notes``; a corrupt file or packet becomes an error record and
+the run goes on. The summary on stderr gives the shares abstained and out of distribution.
 A missing input path is one more error record. Exit code: 0 when every alert was classified, 1 when any
 input item could not be classified, 2 on usage errors (bad options, unusable --models or --spectra).
 """
@@ -17,11 +21,11 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 
-import torch
 from tqdm.auto import tqdm
 
+from applecider_core.engines import DEFAULT_THREADS, ENGINES, EngineError
 from applecider_core.pretrained import PretrainedError
-from applecider_data import iter_packets
+from applecider_data import WireSchemas, iter_packets
 
 from .classifier import Classifier
 from .fusion import FusionError
@@ -43,12 +47,16 @@ class _Writer:
         if self.fmt == "jsonl":
             self.stream.write(json.dumps(record) + "\n")
             return
-        row = {k: record[k] for k in ("objectId", "candid", "mjd", "top_class", "score")}
+        row = {k: record[k] for k in ("objectId", "candid", "mjd", "survey", "top_class", "score")}
         row["modalities"] = ";".join(record["modalities"])
         row.update({f"fused_{c}": (record["fused"] or {}).get(c) for c in self.fused_classes})
         for modality, probs in record["probabilities"].items():
             row.update({f"{modality}_{c}": p for c, p in probs.items()})
+        row["prediction_set"] = None if record["prediction_set"] is None else ";".join(record["prediction_set"])
+        row.update(abstain=record["abstain"], ood=record["ood"], ood_reasons=" | ".join(record["ood_reasons"]))
         row["errors"] = " | ".join(record["errors"])
+        row["notes"] = " | ".join(record["notes"])
+        row["skipped"] = " | ".join(f"{m}: {reason}" for m, reason in record["skipped"].items())
         if self._csv is None:
             self._csv = csv.DictWriter(self.stream, fieldnames=list(row), extrasaction="ignore")
             self._csv.writeheader()
@@ -63,8 +71,9 @@ def _table(records: Sequence[dict], total: int) -> str:
     lines = [f"{'object':14} {'candid':>20} {'top class':9} {'prob':>5}  modalities", "-" * 66]
     for record in records:
         if record["top_class"] is None:
-            lines.append(f"{record['objectId']!s:14} {record['candid']!s:>20} {'—':9} {'':>5}  "
-                         f"error: {'; '.join(record['errors'])[:60]}")
+            why = (f"error: {'; '.join(record['errors'])}" if record["errors"] else
+                   f"skipped ({record['survey']}): {', '.join(record['skipped'])}")
+            lines.append(f"{record['objectId']!s:14} {record['candid']!s:>20} {'—':9} {'':>5}  {why[:60]}")
         else:
             lines.append(f"{record['objectId']:14} {record['candid']:>20} {record['top_class']:9} "
                          f"{record['score']:5.2f}  {'+'.join(record['modalities'])}")
@@ -73,25 +82,46 @@ def _table(records: Sequence[dict], total: int) -> str:
     return "\n".join(lines)
 
 
+class Tally:
+    """Counts over the records written: total, unclassified, abstained, out of distribution."""
+
+    def __init__(self) -> None:
+        self.written = self.failed = self.abstained = self.ood = self.assessed = 0
+
+    def add(self, record: dict) -> None:
+        self.written += 1
+        self.failed += record["top_class"] is None
+        if record["abstain"] is not None:
+            self.assessed += 1
+            self.abstained += record["abstain"]
+            self.ood += record["ood"]
+
+    def trust_line(self) -> str:
+        if not self.assessed:
+            return "trust not assessed (no trust.json next to the models)"
+        return (f"abstained {self.abstained / self.assessed:.1%}, out of distribution {self.ood / self.assessed:.1%} "
+                f"of {self.assessed} classified")
+
+
 def run(paths: Iterable[str], classifier: Classifier, writer: _Writer, spectra: dict, batch_size: int,
-        show: int = 20, progress: bool = True, records: Iterable[dict] | None = None) -> tuple[int, int]:
+        show: int = 20, progress: bool = True, schemas: WireSchemas | None = None,
+        records: Iterable[dict] | None = None) -> Tally:
     """Classify everything under ``paths`` (or write ``records`` computed elsewhere, e.g. on Ray);
-    returns (records written, records without a classification)."""
+    returns the tally of the records written."""
     shown: list[dict] = []
-    written = failed = 0
+    tally = Tally()
     bar = tqdm(desc="alerts", unit="alert", disable=not progress, file=sys.stderr)
     if records is None:
-        records = classifier.stream(iter_packets(list(paths)), spectra=spectra, batch_size=batch_size)
+        records = classifier.stream(iter_packets(list(paths), schemas), spectra=spectra, batch_size=batch_size)
     for record in records:
         writer.write(record)
-        written += 1
-        failed += record["top_class"] is None
+        tally.add(record)
         if len(shown) < show:
             shown.append(record)
         bar.update(1)
     bar.close()
-    print(_table(shown, written), file=sys.stderr)
-    return written, failed
+    print(_table(shown, tally.written), file=sys.stderr)
+    return tally
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -104,18 +134,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--weight", action="append", default=[], metavar="MODALITY=W",
                         help="fusion weight of a modality (default 1, or models/fusion.json), e.g. spectra=2")
     parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--schema-dir", action="append", default=[], metavar="DIR",
+                        help="Avro schemas of wire-format messages: <id>.avsc or lsst.v<M>_<m>.alert.avsc files")
+    parser.add_argument("--schema-registry", metavar="URL", help="Confluent-compatible schema registry URL")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--engine", choices=(*ENGINES, "ray"), default="torch",
+                        help="torch (saved weights), onnxruntime[-int8] (model.onnx from `cider export onnx`), or "
+                             "ray: torch on Ray Data actors over alert parquet tables (the [ray] extra)")
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
+                        help="CPU threads per engine (default 1: fastest under load; 0 = the library's choice)")
     parser.add_argument("--show", type=int, default=20, help="rows of the summary table printed to stderr")
-    parser.add_argument("--engine", choices=("local", "ray"), default="local",
-                        help="local: this process; ray: Ray Data actors over alert parquet tables (the [ray] extra)")
     parser.add_argument("--ray-address", help="existing Ray cluster (auto, ray://HEAD:10001); default: a local Ray")
     parser.add_argument("--ray-workers", type=int, default=2, help="Ray actors (each loads the models once)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error("--batch-size must be >= 1")
-    if args.threads:
+    if args.threads < 0:
+        parser.error("--threads must be >= 0")
+    if args.engine == "torch" and args.threads:  # onnxruntime sessions get theirs; torch is not even imported
+        import torch
+
         torch.set_num_threads(args.threads)
     fmt = args.format or ("csv" if args.out and args.out.endswith(".csv") else "jsonl")
     try:
@@ -123,9 +162,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError:
         parser.error(f"--weight takes MODALITY=NUMBER, got {args.weight}")
     try:
-        classifier = Classifier.from_dir(args.models, device=args.device, weights=weights)
+        local_engine = "torch" if args.engine == "ray" else args.engine
+        classifier = Classifier.from_dir(args.models, device=args.device, weights=weights, engine=local_engine,
+                                         threads=args.threads)
         spectra = read_spectra_table(args.spectra) if args.spectra else {}
-    except (FusionError, PretrainedError, OSError, ValueError) as error:
+    except (FusionError, PretrainedError, EngineError, OSError, ValueError) as error:
         parser.exit(2, f"cider classify: error: {error}\n")
     writer = _Writer(args.out, fmt, classifier.fusion.classes)
     records = None
@@ -140,13 +181,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                                   args.ray_address, args.device, weights, args.threads or 1)  # fmt: skip
     start = time.perf_counter()
     try:
-        written, failed = run(args.alerts, classifier, writer, spectra, args.batch_size, args.show,
-                              progress=not args.no_progress, records=records)
+        schemas = WireSchemas(args.schema_dir, args.schema_registry)
+        tally = run(args.alerts, classifier, writer, spectra, args.batch_size, args.show,
+                    progress=not args.no_progress, schemas=schemas, records=records)
     finally:
         writer.close()
     elapsed = time.perf_counter() - start
     stages = ", ".join(f"{k} {v:.2f}s" for k, v in sorted(classifier.timings.seconds.items()))
-    print(f"{written} records ({failed} without a classification) in {elapsed:.1f}s "
+    print(f"{tally.written} records ({tally.failed} without a classification) in {elapsed:.1f}s "
           f"[{stages or 'engine ' + args.engine}] using {'+'.join(classifier.runners)}"
           + (f"; written to {args.out}" if args.out else ""), file=sys.stderr)
-    return 1 if failed else 0
+    print(tally.trust_line(), file=sys.stderr)
+    return 1 if tally.failed else 0

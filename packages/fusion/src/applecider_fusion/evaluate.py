@@ -1,12 +1,16 @@
-"""Joint evaluation (``cider evaluate --config configs/fusion.yaml``): paper I §6 on the shared dataset.
+"""Joint evaluation (``cider evaluate --config configs/fusion.yaml``): paper I §6 on the shared dataset, early.
 
-For every labelled object of the validation and test splits, each modality model predicts from what the
-object has (its light curve, its latest alert's cutouts + metadata, its spectra); probabilities are mapped to
-the fusion classes and averaged. Reported side by side: each single-modality model and the fused result on the
-common set (objects with every modality), then the fused result per missing-modality pattern. Optional
-per-modality temperatures are fitted on the validation split and applied to both splits; the weights and
-temperatures used are written to ``output_dir/fusion.json`` — copy it next to the model folders and
-``cider classify`` uses them.
+For every labelled object of the validation and test splits, at each horizon of ``sweep_days`` after its first
+detection (``horizon.py``: light curve cut at the horizon, images/metadata of the last alert before it, the
+spectrum closest to the first detection), each modality model predicts and the fused result is the
+coverage-aware mean. Reported per object and per alert (every alert before the horizon, cut at its own epoch):
+each single-modality model and the fused result on the common set (objects with every modality), on all
+objects and per missing-modality pattern; confusion matrices (PNG) at ``horizon_days`` for val and test.
+
+Fitted on validation (objects at every horizon, alerts up to the last) and written to ``output_dir``:
+``fusion.json`` (per-modality temperatures and weights) and ``trust.json`` (conformal thresholds, abstention
+threshold, out-of-distribution limits; see ``trust.py``), with their measured test coverage in report.json.
+Copy both next to the model folders and ``cider classify`` uses them.
 """
 
 from __future__ import annotations
@@ -21,14 +25,17 @@ from pathlib import Path
 import numpy as np
 
 from applecider_core.config import ConfigError, load_yaml, parse_overrides, save_yaml
-from applecider_core.dataset import SharedDataset, open_dataset
+from applecider_core.dataset import DatasetError, SharedDataset, open_dataset
+from applecider_core.engines import ENGINES, EngineError
 from applecider_core.metrics import classification_report
 from applecider_core.plots import plot_confusion_matrix
 from applecider_core.pretrained import PretrainedError
-from applecider_core.records import Alert, CutoutTriplet, LightCurve
+from applecider_core.records import METADATA_FEATURES
 
 from .classifier import FUSION_SETTINGS_NAME, Classifier, Timings
 from .fusion import MODALITIES, FusionError
+from .horizon import Case, Timelines
+from .trust import TRUST_SETTINGS_NAME, TrustFitConfig, energy_score, fit_trust, pattern_of, trust_report
 
 logger = logging.getLogger(__name__)
 
@@ -39,68 +46,71 @@ class FusionEvaluationConfig:
     models: str = "models"
     output_dir: str = "runs/public/fusion_eval"
     splits: tuple[str, ...] = ("val", "test")
+    horizon_days: float = 10.0  # the headline horizon (confusion matrices, report["splits"])
+    sweep_days: tuple[float, ...] = (3.0, 10.0, 30.0, 100.0)
+    spectra_before_horizon: bool = False  # only spectra taken before the cut count
+    per_alert: bool = True
     fit_temperatures: bool = True
+    trust: TrustFitConfig = field(default_factory=TrustFitConfig)
     weights: dict[str, float] = field(default_factory=dict)
     device: str = "cpu"
+    engine: str = "torch"  # torch | onnxruntime | onnxruntime-int8 (models exported by `cider export onnx`)
+
+    def __post_init__(self) -> None:
+        if "val" not in self.splits:
+            raise ConfigError(f"splits must include val (temperatures and trust are fitted on it), got {list(self.splits)}")
+        if not self.sweep_days or any(not h >= 0 for h in self.sweep_days):
+            raise ConfigError(f"sweep_days must be non-negative days, got {list(self.sweep_days)}")
+        if self.horizon_days not in self.sweep_days:
+            self.sweep_days = tuple(sorted({*self.sweep_days, self.horizon_days}))
 
 
-def _latest_alerts(ds: SharedDataset, split: str) -> dict[str, Alert]:
-    """The latest alert of every object in ``split`` as an Alert record (cutouts read from the memmap)."""
-    table = ds.alerts(split)
-    latest = table.frame.sort_values("mjd").groupby("object_id").tail(1)
-    empty = LightCurve("", [], [], [], [], [])
-    alerts = {}
-    for i in latest.index:
-        row = table.frame.loc[i]
-        stamps = table.cutouts(i)
-        alerts[row.object_id] = Alert(
-            row.object_id, int(row.candid), float(row.mjd), row.band, float(row.ra_deg), float(row.dec_deg),
-            table.metadata[i], empty, CutoutTriplet(*stamps) if stamps is not None else None,
-        )  # fmt: skip
-    return alerts
+class CaseLogits:
+    """Runs every modality on evaluation cases; spectra are predicted once per spectrum and cached."""
+
+    def __init__(self, classifier: Classifier) -> None:
+        self.classifier = classifier
+        self.timings = Timings()
+        self._spectra: dict[str, np.ndarray] = {}
+
+    def __call__(self, cases: Sequence[Case]) -> dict[str, np.ndarray]:
+        """(N, C_m) logits per modality; NaN rows where a case lacks (or could not use) that modality."""
+        out: dict[str, np.ndarray] = {}
+        for modality, runner in self.classifier.runners.items():
+            values = np.full((len(cases), len(runner.class_names)), np.nan)
+            if modality == "spectra":
+                self._predict_spectra([c.spectrum for c in cases if c.spectrum is not None])
+                for i, case in enumerate(cases):
+                    if case.spectrum is not None:
+                        values[i] = self._spectra[case.spectrum.spectrum_id]
+            else:
+                have = [i for i, c in enumerate(cases) if (c.light_curve if modality == "photometry" else c.alert)]
+                items = [cases[i].light_curve if modality == "photometry" else cases[i].alert for i in have]
+                if have:
+                    values[have], _ = runner.predict(items, self.timings)
+            out[modality] = values
+        return out
+
+    def _predict_spectra(self, spectra: list) -> None:
+        todo = list({s.spectrum_id: s for s in spectra if s.spectrum_id not in self._spectra}.values())
+        if todo:
+            logits, _ = self.classifier.runners["spectra"].predict(todo, self.timings)
+            self._spectra.update({s.spectrum_id: row for s, row in zip(todo, logits)})
 
 
-def modality_logits(classifier: Classifier, ds: SharedDataset, object_ids: Sequence[str], split: str) -> dict[str, np.ndarray]:
-    """(N, C_m) logits per modality for ``object_ids``; NaN rows where the object lacks that modality."""
-    timings = Timings()
-    out: dict[str, np.ndarray] = {}
-    n = len(object_ids)
-    if "photometry" in classifier.runners:
-        runner = classifier.runners["photometry"]
-        values = np.full((n, len(runner.class_names)), np.nan)
-        with_curves = set(ds.light_curve_ids(split))
-        have = [i for i, o in enumerate(object_ids) if o in with_curves]
-        if have:
-            values[have], _ = runner.predict([ds.light_curve(object_ids[i]) for i in have], timings)
-        out["photometry"] = values
-    if "images" in classifier.runners:
-        runner = classifier.runners["images"]
-        latest = _latest_alerts(ds, split)
-        values = np.full((n, len(runner.class_names)), np.nan)
-        have = [i for i, o in enumerate(object_ids) if o in latest]
-        if have:
-            values[have], _ = runner.predict([latest[object_ids[i]] for i in have], timings)
-        out["images"] = values
-    if "spectra" in classifier.runners:
-        runner = classifier.runners["spectra"]
-        by_object: dict[str, list] = {}
-        for spectrum in ds.spectra(split):
-            by_object.setdefault(spectrum.object_id, []).append(spectrum)
-        values = np.full((n, len(runner.class_names)), np.nan)
-        for i, object_id in enumerate(object_ids):
-            if object_id in by_object:
-                object_logits, _ = classifier.object_spectra_logits(object_id, by_object[object_id])
-                if object_logits is not None:
-                    values[i] = object_logits
-        out["spectra"] = values
-    return out
+def _present(logits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {m: ~np.isnan(v).any(axis=1) for m, v in logits.items()}
+
+
+def _fused(classifier: Classifier, logits: dict[str, np.ndarray]) -> np.ndarray:
+    return classifier.fusion.fuse({m: np.nan_to_num(v) for m, v in logits.items()}, _present(logits))
 
 
 def _report(classifier: Classifier, logits: dict[str, np.ndarray], labels: np.ndarray, rows: np.ndarray) -> dict:
     fusion = classifier.fusion
     names = list(fusion.classes)
-    present = {m: ~np.isnan(v[rows]).any(axis=1) for m, v in logits.items()}
-    report: dict = {"n_objects": int(rows.sum())}
+    present = {m: p[rows] for m, p in _present(logits).items()}
+    report: dict = {"n": int(rows.sum())}
     if not rows.any():
         return report
     for modality, values in logits.items():
@@ -108,11 +118,108 @@ def _report(classifier: Classifier, logits: dict[str, np.ndarray], labels: np.nd
         if have.any():
             probs = fusion.to_taxonomy(modality, values[rows][have])
             report[modality] = classification_report(probs, labels[rows][have], names)
-    fused = fusion.fuse({m: np.nan_to_num(v[rows]) for m, v in logits.items()}, present)
+    fused = _fused(classifier, {m: v[rows] for m, v in logits.items()})
     ok = ~np.isnan(fused).any(axis=1)
     if ok.any():
         report["fused"] = classification_report(fused[ok], labels[rows][ok], names)
     return report
+
+
+def _split_report(classifier: Classifier, logits: dict[str, np.ndarray], labels: np.ndarray) -> dict:
+    """Common set, all objects and every missing-modality pattern (fullest first) of one set of cases."""
+    present = np.stack(list(_present(logits).values())) if logits else np.zeros((0, len(labels)), bool)
+    common = present.all(axis=0) if len(present) else np.zeros(len(labels), bool)
+    report = {"n_labelled": len(labels), "common_set": _report(classifier, logits, labels, common), "by_pattern": {}}
+    pattern_of = np.array(["+".join(m for m, p in zip(logits, column) if p) for column in present.T])
+    for pattern in sorted(set(pattern_of) - {""}, key=lambda name: (-name.count("+"), name)):
+        report["by_pattern"][pattern] = _report(classifier, logits, labels, pattern_of == pattern)
+    report["all_objects"] = _report(classifier, logits, labels, present.any(axis=0))
+    return report
+
+
+@dataclass
+class SplitCases:
+    """The labelled objects of one split and their cases at every horizon (per object and per alert)."""
+
+    labels: dict[str, int]  # object id → fusion class index
+    # horizon → (labels (N,), logits per modality (N, C_m), age in days since first detection (N,))
+    per_object: dict[float, tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]] = field(default_factory=dict)
+    per_alert: dict[float, tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]] = field(default_factory=dict)
+
+
+def _collect(config: FusionEvaluationConfig, ds: SharedDataset, classifier: Classifier, split: str,
+             run: CaseLogits) -> SplitCases:
+    objects = ds.objects[ds.objects["split"] == split]
+    encoded = classifier.fusion.taxonomy.encode(objects["label"].tolist())
+    labels = {o: int(c) for o, c in zip(objects["object_id"], encoded) if c >= 0}
+    timelines = Timelines(ds, split)
+    out = SplitCases(labels)
+    for horizon in config.sweep_days:
+        kinds = [("per_object", timelines.per_object)] + ([("per_alert", timelines.per_alert)] if config.per_alert else [])
+        for kind, make in kinds:
+            cases = make(list(labels), horizon, config.spectra_before_horizon)
+            getattr(out, kind)[horizon] = (np.array([labels[c.object_id] for c in cases], dtype=np.int64), run(cases),
+                                           np.array([c.age_days for c in cases], dtype=np.float64))
+    return out
+
+
+def _training_ranges(ds: SharedDataset) -> tuple[int | None, dict[str, tuple[float, float]]]:
+    """Fewest detections of any training light curve; per-feature [min, max] of the training alerts' metadata."""
+    counts = [int(ds.light_curve(o).is_detection.sum()) for o in ds.light_curve_ids("train")]
+    metadata = ds.alerts("train").metadata
+    ranges = {}
+    if len(metadata):
+        with np.errstate(all="ignore"):
+            low, high = np.nanmin(metadata, axis=0), np.nanmax(metadata, axis=0)
+        ranges = {name: (float(lo), float(hi)) for name, lo, hi in zip(METADATA_FEATURES, low, high) if np.isfinite(lo)}
+    return (min(counts) if counts else None), ranges
+
+
+def _pooled(blocks: Sequence[tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]]
+            ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    labels = np.concatenate([labels for labels, _, _ in blocks])
+    ages = np.concatenate([ages for _, _, ages in blocks])
+    return labels, {m: np.concatenate([logits[m] for _, logits, _ in blocks]) for m in blocks[0][1]}, ages
+
+
+def _patterns(logits: dict[str, np.ndarray]) -> np.ndarray:
+    """(N,) modality pattern of each case (``photometry+images``; MODALITIES order as in the records)."""
+    present = _present(logits)
+    n = len(next(iter(logits.values())))
+    return np.array([pattern_of([m for m in logits if present[m][i]]) for i in range(n)], dtype=object)
+
+
+def _fit_on_validation(config: FusionEvaluationConfig, classifier: Classifier, ds: SharedDataset,
+                       val: SplitCases) -> tuple[dict[str, float], object]:
+    """Temperatures then trust settings, from the validation objects at every horizon of the sweep and
+    (when evaluated) every validation alert up to the last horizon, each once."""
+    blocks = list(val.per_object.values()) + ([val.per_alert[max(val.per_alert)]] if val.per_alert else [])
+    labels, logits, ages = _pooled(blocks)
+    have = _present(logits)
+    temperatures = {}
+    if config.fit_temperatures:
+        temperatures = classifier.fusion.fit_temperatures(
+            {m: (v[have[m]], labels[have[m]]) for m, v in logits.items() if have[m].sum() >= 5})
+    fused = _fused(classifier, logits)
+    ok = ~np.isnan(fused).any(axis=1)
+    energies = {m: energy_score(v[have[m]], classifier.fusion.temperatures.get(m, 1.0))
+                for m, v in logits.items() if have[m].any()}
+    min_detections, ranges = _training_ranges(ds)
+    sweep = list(config.sweep_days)
+    trust = fit_trust(config.trust, classifier.fusion.classes, fused[ok], labels[ok], _patterns(logits)[ok],
+                      ages[ok], energies, min_detections, ranges, age_edges_days=sweep,
+                      fitted_on=f"{config.dataset} (val: objects at {sweep} d, alerts up to {max(sweep):g} d)")
+    return temperatures, trust
+
+
+def _trust_block(classifier: Classifier, trust, cases: dict) -> dict:
+    block = {}
+    for horizon, (labels, logits, ages) in cases.items():
+        fused = _fused(classifier, logits)
+        ok = ~np.isnan(fused).any(axis=1)
+        if ok.any():
+            block[f"{horizon:g}"] = trust_report(trust, fused[ok], labels[ok], _patterns(logits)[ok], ages[ok])
+    return block
 
 
 def evaluate(config: FusionEvaluationConfig) -> dict:
@@ -120,58 +227,61 @@ def evaluate(config: FusionEvaluationConfig) -> dict:
     output_dir.mkdir(parents=True, exist_ok=True)
     save_yaml(config, output_dir / "config.yaml")
     ds = open_dataset(config.dataset)
-    classifier = Classifier.from_dir(config.models, config.device, config.weights)
+    classifier = Classifier.from_dir(config.models, config.device, config.weights, engine=config.engine)
+    run = CaseLogits(classifier)
+    splits = {split: _collect(config, ds, classifier, split, run) for split in config.splits}
+    temperatures, trust = _fit_on_validation(config, classifier, ds, splits["val"])
     fusion = classifier.fusion
-    per_split = {}
-    for split in config.splits:
-        objects = ds.objects[ds.objects["split"] == split]
-        fusion_labels = fusion.taxonomy.encode(objects["label"].tolist())
-        keep = fusion_labels >= 0
-        object_ids = objects["object_id"][keep].tolist()
-        per_split[split] = (object_ids, fusion_labels[keep], modality_logits(classifier, ds, object_ids, split))
-    temperatures = {}
-    if config.fit_temperatures and "val" in per_split:
-        _, labels, logits = per_split["val"]
-        have = {m: ~np.isnan(v).any(axis=1) for m, v in logits.items()}
-        temperatures = fusion.fit_temperatures({m: (v[have[m]], labels[have[m]]) for m, v in logits.items()
-                                                if have[m].sum() >= 5})
     result: dict = {"dataset": str(config.dataset), "models": str(config.models), "classes": list(fusion.classes),
-                    "temperatures": temperatures, "splits": {}}
-    for split, (object_ids, labels, logits) in per_split.items():
-        present = np.stack([~np.isnan(logits[m]).any(axis=1) for m in logits]) if logits else np.zeros((0, 0), bool)
-        common = present.all(axis=0) if len(present) else np.zeros(len(labels), bool)
-        split_report = {"n_labelled_objects": len(object_ids), "common_set": _report(classifier, logits, labels, common),
-                        "by_pattern": {}}
-        pattern_of = np.array(["+".join(m for m, p in zip(logits, column) if p) for column in present.T])
-        for pattern in sorted(set(pattern_of) - {""}, key=lambda name: (-name.count("+"), name)):  # fullest first
-            split_report["by_pattern"][pattern] = _report(classifier, logits, labels, pattern_of == pattern)
-        everything = present.any(axis=0) if len(present) else np.zeros(len(labels), bool)
-        split_report["all_objects"] = _report(classifier, logits, labels, everything)
-        fused = split_report["all_objects"].get("fused")
-        if fused:
-            plot_confusion_matrix(np.array(fused["confusion_matrix"]), fusion.classes,
-                                  output_dir / f"confusion_{split}.png", title=f"fused, {split} (row-normalised)")
-        result["splits"][split] = split_report
+                    "temperatures": temperatures, "horizon_days": config.horizon_days,
+                    "sweep_days": list(config.sweep_days), "spectra_before_horizon": config.spectra_before_horizon,
+                    "splits": {}, "horizons": {}, "trust": {"settings": TRUST_SETTINGS_NAME}}
+    for split, cases in splits.items():
+        for kind in ("per_object", "per_alert"):
+            for horizon, (labels, logits, _) in getattr(cases, kind).items():
+                block = result["horizons"].setdefault(f"{horizon:g}", {}).setdefault(kind, {})
+                block[split] = _split_report(classifier, logits, labels)
+            result["trust"].setdefault(split, {})[kind] = _trust_block(classifier, trust, getattr(cases, kind))
+        headline = result["horizons"][f"{config.horizon_days:g}"]["per_object"][split]
+        result["splits"][split] = headline
+        for name, block in (("", headline["all_objects"]), ("_common", headline["common_set"])):
+            if "fused" in block:
+                plot_confusion_matrix(np.array(block["fused"]["confusion_matrix"]), fusion.classes,
+                                      output_dir / f"confusion_{split}{name}.png",
+                                      title=f"fused, {split}{name.replace('_', ', ')}, {config.horizon_days:g} d "
+                                            "(row-normalised)")
     (output_dir / "report.json").write_text(json.dumps(result, indent=1))
     settings = {"weights": dict(fusion.weights), "temperatures": dict(fusion.temperatures),
                 "fitted_on": f"{config.dataset} (val)" if temperatures else "not fitted"}
     (output_dir / FUSION_SETTINGS_NAME).write_text(json.dumps(settings, indent=1))
+    trust.save(output_dir / TRUST_SETTINGS_NAME)
     logger.info("wrote %s", output_dir / "report.json")
     return result
 
 
 def _summary(result: dict) -> str:
-    lines = [f"{'split':6} {'set':28} {'model':11} {'n':>5} {'acc':>6} {'macroF1':>8} {'AUPRC':>6} {'ECE':>6}"]
-    for split, report in result["splits"].items():
-        lines.append(f"{split:6} {report['n_labelled_objects']} labelled objects; common set (every modality): "
-                     f"{report['common_set']['n_objects']} objects")
-        for name, block in [("common set", report["common_set"]), ("all objects", report["all_objects"]),
-                            *report["by_pattern"].items()]:
-            for model in (*MODALITIES, "fused"):
-                if model in block:
-                    m = block[model]
-                    lines.append(f"{split:6} {name[:28]:28} {model:11} {m['n']:5d} {m['accuracy']:6.3f} "
-                                 f"{m['macro_f1']:8.3f} {m['macro_auprc']:6.3f} {m['ece']:6.3f}")
+    """Fused and per-modality figures on all objects per horizon, then the trust settings' test coverage."""
+    lines = [f"{'horizon':>7} {'kind':10} {'split':5} {'model':10} {'n':>5} {'acc':>6} {'bal.acc':>7} "
+             f"{'macroF1':>7} {'ECE':>6}   (all objects; common set n in brackets)"]
+    for horizon, kinds in result["horizons"].items():
+        for kind, splits in kinds.items():
+            for split, report in splits.items():
+                block = report["all_objects"]
+                for model in (*MODALITIES, "fused"):
+                    if model in block:
+                        m = block[model]
+                        extra = f"  [{report['common_set']['n']}]" if model == "fused" else ""
+                        lines.append(f"{horizon + ' d':>7} {kind:10} {split:5} {model:10} {m['n']:5d} "
+                                     f"{m['accuracy']:6.3f} {m['balanced_accuracy']:7.3f} {m['macro_f1']:7.3f} "
+                                     f"{m['ece']:6.3f}{extra}")
+    lines.append(f"{'horizon':>7} {'kind':10} {'split':5} {'coverage':>8} {'target':>6} {'set size':>8} "
+                 f"{'abstain':>7} {'acc kept':>8}")
+    for split in ("val", "test"):
+        for kind, by_horizon in result["trust"].get(split, {}).items():
+            for horizon, t in by_horizon.items():
+                kept = "—" if t["accuracy_kept"] is None else f"{t['accuracy_kept']:.3f}"
+                lines.append(f"{horizon + ' d':>7} {kind:10} {split:5} {t['coverage']:8.3f} {t['target_coverage']:6.2f} "
+                             f"{t['mean_set_size']:8.2f} {t['abstain_share']:7.3f} {kept:>8}")
     return "\n".join(lines)
 
 
@@ -179,11 +289,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cider evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="YAML (see configs/fusion.yaml)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    parser.add_argument("--engine", choices=ENGINES, help="override the config's engine (default torch)")
     args = parser.parse_args(argv)
     try:
-        config = load_yaml(args.config, FusionEvaluationConfig, parse_overrides(args.set))
+        overrides = parse_overrides(args.set) | ({"engine": args.engine} if args.engine else {})
+        config = load_yaml(args.config, FusionEvaluationConfig, overrides)
         result = evaluate(config)
-    except (ConfigError, FusionError, PretrainedError, OSError, KeyError) as error:
+    except (ConfigError, DatasetError, FusionError, PretrainedError, EngineError, OSError, KeyError) as error:
         parser.exit(2, f"cider evaluate: error: {error}\n")
     print(_summary(result))
     return 0

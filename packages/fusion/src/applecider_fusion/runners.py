@@ -1,71 +1,121 @@
-"""One runner per modality: records → the package's own preprocessing → batched model logits.
+"""One runner per modality: records → the package's own preprocessing → an engine → batched logits.
 
 Each runner uses exactly the preprocessing its package trains with (settings and fitted statistics from the
-model's preprocessor.json), so inference and training see the same tensors. ``predict`` returns (N, C) logits
-with NaN rows for items that could not be used and a per-item error message (None when fine); it never raises
-for one bad item.
+model's preprocessor.json), so inference and training see the same tensors. The model runs through an
+engine (``applecider_core.engines``): ``torch`` runs the package's inference graph module, ``onnxruntime``
+(and ``onnxruntime-int8``) the same graph exported by ``cider export onnx``; the runner prepares the same
+inputs for both, so records never depend on the engine. ``predict`` returns (N, C) logits with NaN rows
+for items that could not be used and a per-item error message (None when fine); it never raises for one
+bad item.
+
+A model declares the survey it was trained on (``survey`` in its config.json, ZTF when absent); ``skip_reason``
+says why an input of another survey is not given to it (the classifier records that under ``skipped``).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
+from applecider_core.config import from_dict
+from applecider_core.engines import (
+    DEFAULT_THREADS,
+    GraphSpec,
+    OnnxEngine,
+    TorchEngine,
+    check_engine,
+    onnx_path,
+)
 from applecider_core.pretrained import CONFIG_NAME, PretrainedError
-from applecider_core.records import Alert, LightCurve, Spectrum
+from applecider_core.records import CUTOUT_SIZE, Alert, LightCurve, Spectrum
 
-Batch = dict[str, torch.Tensor]
+Inputs = dict[str, np.ndarray]
+Engine = Callable[[Mapping[str, np.ndarray]], np.ndarray]
 
 
 class ModalityRunner:
-    """Base: subclasses set ``name``, list their model classes and implement ``prepare``."""
+    """Base: subclasses set ``name``, list their model classes and implement ``graph`` and ``prepare``."""
 
     name: str = ""
 
-    def __init__(self, model: torch.nn.Module, device: str = "cpu") -> None:
-        self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
-        self.class_names = tuple(model.config.class_names)
-        self.preprocessor: dict[str, Any] = getattr(model, "preprocessor", {}) or {}
+    def __init__(self, config: Any, preprocessor: Mapping[str, Any], engine: Engine) -> None:
+        self.config = config
+        self.preprocessor: dict[str, Any] = dict(preprocessor or {})
+        self.engine = engine
+        self.class_names = tuple(config.class_names)
         self.temperature = float(self.preprocessor.get("temperature", 1.0))
+        self.survey: str | None = getattr(config, "survey", None)  # None: inputs of any survey
+
+    def skip_reason(self, item: Any) -> str | None:
+        """Why ``item`` is outside what the model was trained on (None: run it). Spectra: never skipped."""
+        return None
 
     @staticmethod
     def model_classes() -> tuple[type, ...]:
+        """The torch model classes (imported only for the torch engine)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def config_classes() -> dict[str, type]:
+        """model_type → config class (no torch import)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def graph(model: Any, for_export: bool = False) -> GraphSpec:
+        """The package's inference graph of ``model`` (the module the torch engine runs and ONNX exports)."""
         raise NotImplementedError
 
     @classmethod
-    def load(cls, directory: str | Path, device: str = "cpu") -> ModalityRunner:
-        """The runner with the model saved in ``directory`` (its class chosen by config.json's model_type)."""
+    def load(cls, directory: str | Path, device: str = "cpu", engine: str = "torch",
+             threads: int | None = DEFAULT_THREADS) -> ModalityRunner:
+        """The runner of the model in ``directory``: a ``save_pretrained`` folder (torch) or one holding the
+        ``model.onnx`` written by ``cider export onnx`` (onnxruntime; its metadata carries the config)."""
+        if check_engine(engine) != "torch":
+            onnx = OnnxEngine(onnx_path(directory, engine), device, threads)
+            meta = onnx.metadata
+            if meta.get("modality") != cls.name:
+                raise PretrainedError(f"{directory}: the ONNX model is a {meta.get('modality')!r} model, not {cls.name}")
+            config = cls._config_class(directory, meta["model_type"])
+            return cls(from_dict(config, meta["config"]), meta.get("preprocessor", {}), onnx)
+        model = cls.load_model(directory)
+        spec = cls.graph(model)
+        return cls(model.config, model.preprocessor, TorchEngine(spec.module, spec.input_names, device))
+
+    @classmethod
+    def load_model(cls, directory: str | Path) -> Any:
+        """The torch model saved in ``directory`` (its class chosen by config.json's model_type)."""
         config_path = Path(directory) / CONFIG_NAME
         if not config_path.is_file():
             raise PretrainedError(f"{directory}: no {CONFIG_NAME}; expected a model directory written by training")
         model_type = json.loads(config_path.read_text()).get("model_type")
-        for model_class in cls.model_classes():
-            if model_class.config_class.model_type == model_type:
-                return cls(model_class.from_pretrained(directory), device)
-        known = [m.config_class.model_type for m in cls.model_classes()]
-        raise PretrainedError(f"{directory}: model_type {model_type!r} is not a {cls.name} model (one of {known})")
+        cls._config_class(directory, model_type)
+        model = next(m for m in cls.model_classes() if m.config_class.model_type == model_type)
+        return model.from_pretrained(directory)
 
-    def prepare(self, items: Sequence[Any]) -> tuple[Batch, list[int], list[str | None]]:
-        """Batch for the usable items, their indices, and a per-item error (None when usable)."""
+    @classmethod
+    def _config_class(cls, directory: str | Path, model_type: str | None) -> type:
+        known = cls.config_classes()
+        if model_type not in known:
+            raise PretrainedError(f"{directory}: model_type {model_type!r} is not a {cls.name} model (one of {list(known)})")
+        return known[model_type]
+
+    def prepare(self, items: Sequence[Any]) -> tuple[Inputs, list[int], list[str | None]]:
+        """Engine inputs for the usable items, their indices, and a per-item error (None when usable)."""
         raise NotImplementedError
 
-    @torch.inference_mode()
     def predict(self, items: Sequence[Any], timings: Any = None) -> tuple[np.ndarray, list[str | None]]:
         start = time.perf_counter()
         logits = np.full((len(items), len(self.class_names)), np.nan)
-        batch, usable, errors = self.prepare(items) if items else ({}, [], [])
+        inputs, usable, errors = self.prepare(items) if items else ({}, [], [])
         if timings is not None:
             start = timings.add(f"{self.name}.preprocess", start)
         if usable:
-            batch = {k: v.to(self.device) for k, v in batch.items()}
-            logits[usable] = self.model(**batch).logits.float().cpu().numpy()
+            logits[usable] = self.engine(inputs)
         if timings is not None:
             timings.add(f"{self.name}.model", start)
         return logits, errors
@@ -76,8 +126,8 @@ class PhotometryRunner(ModalityRunner):
 
     name = "photometry"
 
-    def __init__(self, model: torch.nn.Module, device: str = "cpu") -> None:
-        super().__init__(model, device)
+    def __init__(self, config: Any, preprocessor: Mapping[str, Any], engine: Engine) -> None:
+        super().__init__(config, preprocessor, engine)
         from applecider_photometry.features import from_preprocessor
 
         self.feature_config, self.stats = from_preprocessor(self.preprocessor)
@@ -88,8 +138,30 @@ class PhotometryRunner(ModalityRunner):
 
         return (PhotometryClassifier,)
 
-    def prepare(self, items: Sequence[LightCurve]) -> tuple[Batch, list[int], list[str | None]]:
-        from applecider_photometry import NoDetectionsError, build_events, collate_events
+    @staticmethod
+    def config_classes() -> dict[str, type]:
+        from applecider_photometry import PhotometryConfig
+
+        return {PhotometryConfig.model_type: PhotometryConfig}
+
+    @staticmethod
+    def graph(model: Any, for_export: bool = False) -> GraphSpec:
+        from applecider_photometry.export import inference_graph
+
+        return inference_graph(model)
+
+    def skip_reason(self, item: LightCurve) -> str | None:
+        """Light curves of another survey are skipped: the ZTF model does not transfer to Rubin (measured in
+        benchmarks/rubin_transfer.py: every Rubin curve comes out 'SN Ia' with more confidence than ZTF ones)."""
+        survey = item.survey
+        if survey is None or survey == self.survey:
+            return None
+        bands = sorted(set(item.band.tolist()))
+        return (f"model trained on {self.survey} light curves (bands {list(self.config.bands)}); "
+                f"this one is {survey} ({bands}): not run")
+
+    def prepare(self, items: Sequence[LightCurve]) -> tuple[Inputs, list[int], list[str | None]]:
+        from applecider_photometry import NoDetectionsError, build_events, pad_events
 
         prepared, usable, errors = [], [], [None] * len(items)
         for i, light_curve in enumerate(items):
@@ -100,18 +172,13 @@ class PhotometryRunner(ModalityRunner):
                 continue
             prepared.append({"events": self.stats.normalise(events.features), "times": events.times_days})
             usable.append(i)
-        return (collate_events(prepared) if prepared else {}), usable, errors
+        return (pad_events(prepared) if prepared else {}), usable, errors
 
 
 class ImagesRunner(ModalityRunner):
-    """Alerts (cutout triplet + metadata vector) → AstroMiNN or the BTSbot baseline, NHWC on CPU."""
+    """Alerts → the BOOM inputs (normalised NHWC triplet + raw metadata) → AstroMiNN or the BTSbot baseline."""
 
     name = "images"
-
-    def __init__(self, model: torch.nn.Module, device: str = "cpu") -> None:
-        from applecider_images.inference import prepare_for_inference
-
-        super().__init__(prepare_for_inference(model, channels_last=True), device)
 
     @staticmethod
     def model_classes() -> tuple[type, ...]:
@@ -119,16 +186,37 @@ class ImagesRunner(ModalityRunner):
 
         return tuple(MODEL_CLASSES.values())
 
-    def prepare(self, items: Sequence[Alert]) -> tuple[Batch, list[int], list[str | None]]:
-        from applecider_images.inference import alert_inputs
+    @staticmethod
+    def config_classes() -> dict[str, type]:
+        from applecider_images.configuration import MODEL_CONFIGS
+
+        return dict(MODEL_CONFIGS)
+
+    @staticmethod
+    def graph(model: Any, for_export: bool = False) -> GraphSpec:
+        from applecider_images.export import inference_graph
+
+        return inference_graph(model)
+
+    def skip_reason(self, item: Alert) -> str | None:
+        """Alerts of another survey are skipped: other pixel scale, stamp size and metadata fields."""
+        if item.survey == self.survey:
+            return None
+        config = self.config
+        stamps = "no stamps" if item.cutouts is None else (
+            "{}×{} stamps at {}″/pixel".format(*item.cutouts.shape, item.cutouts.pixel_scale_arcsec))
+        return (f"model trained on {self.survey} alerts ({CUTOUT_SIZE}×{CUTOUT_SIZE} stamps at "
+                f"{config.pixel_scale_arcsec}″/pixel, {self.survey} metadata); this {item.survey} alert has "
+                f"{stamps} and {item.survey} metadata: not run")
+
+    def prepare(self, items: Sequence[Alert]) -> tuple[Inputs, list[int], list[str | None]]:
+        from applecider_images.preprocessing import boom_inputs
 
         usable = [i for i, alert in enumerate(items) if alert.cutouts is not None]
         errors = [None if alert.cutouts is not None else "no usable cutouts" for alert in items]
         if not usable:
             return {}, [], errors
-        batch = alert_inputs([items[i] for i in usable], self.model.config, self.preprocessor)
-        batch["images"] = batch["images"].contiguous(memory_format=torch.channels_last)
-        return batch, usable, errors
+        return boom_inputs([items[i] for i in usable], self.config), usable, errors
 
 
 class SpectraRunner(ModalityRunner):
@@ -136,10 +224,10 @@ class SpectraRunner(ModalityRunner):
 
     name = "spectra"
 
-    def __init__(self, model: torch.nn.Module, device: str = "cpu") -> None:
-        if getattr(model.config, "task", "classification") != "classification":
-            raise PretrainedError(f"spectra model has task {model.config.task!r}; fusion needs a classifier")
-        super().__init__(model, device)
+    def __init__(self, config: Any, preprocessor: Mapping[str, Any], engine: Engine) -> None:
+        if getattr(config, "task", "classification") != "classification":
+            raise PretrainedError(f"spectra model has task {config.task!r}; fusion needs a classifier")
+        super().__init__(config, preprocessor, engine)
         from applecider_spectra import PreprocessConfig
 
         self.preprocess = PreprocessConfig.from_json(self.preprocessor.get("preprocess", {}))
@@ -150,7 +238,19 @@ class SpectraRunner(ModalityRunner):
 
         return tuple(model_class for model_class, _ in ARCHITECTURES.values())
 
-    def prepare(self, items: Sequence[Spectrum]) -> tuple[Batch, list[int], list[str | None]]:
+    @staticmethod
+    def config_classes() -> dict[str, type]:
+        from applecider_spectra import CONFIGS
+
+        return {config.model_type: config for config in CONFIGS.values()}
+
+    @staticmethod
+    def graph(model: Any, for_export: bool = False) -> GraphSpec:
+        from applecider_spectra.export import inference_graph
+
+        return inference_graph(model, for_export)
+
+    def prepare(self, items: Sequence[Spectrum]) -> tuple[Inputs, list[int], list[str | None]]:
         from applecider_spectra import preprocess_batch
 
         batch = preprocess_batch(items, self.preprocess)
@@ -161,16 +261,53 @@ class SpectraRunner(ModalityRunner):
         return ({"flux": batch.flux} if batch.indices else {}), batch.indices, errors
 
 
+class SpectralSystems:
+    """The seed spectral systems next to the modality models (``DIR/sniascore``, ``DIR/ccsnscore``): per object,
+    the latest spectrum each system can use gives the record's ``sniascore`` {score, score_error,
+    is_ia_confident, redshift, …} and ``ccsnscore`` {case, layers, scores, type} entries."""
+
+    FOLDERS = ("sniascore", "ccsnscore")
+
+    def __init__(self, systems: dict[str, Any]) -> None:
+        self.systems = systems
+
+    @classmethod
+    def load(cls, models_dir: str | Path) -> SpectralSystems | None:
+        from applecider_spectra import CCSNscoreSystem, SNIascoreSystem
+
+        loaders = {"sniascore": SNIascoreSystem.from_dir, "ccsnscore": CCSNscoreSystem.from_dir}
+        systems = {name: loaders[name](Path(models_dir) / name) for name in cls.FOLDERS if (Path(models_dir) / name).is_dir()}
+        return cls(systems) if systems else None
+
+    def predict(self, spectra: Sequence[Spectrum], light_curve: LightCurve | None) -> tuple[dict[str, Any], list[str]]:
+        """({system: result of the object's latest usable spectrum, with its spectrum_id}, error messages)."""
+        order = sorted(range(len(spectra)), key=lambda i: -np.nan_to_num(spectra[i].mjd, nan=-np.inf))
+        ordered = [spectra[i] for i in order]
+        out, errors = {}, []
+        for name, system in self.systems.items():
+            results = system.predict(ordered) if name == "sniascore" else system.predict(ordered, light_curve)
+            usable = [(s, r) for s, r in zip(ordered, results) if isinstance(r, dict)]
+            if usable:
+                out[name] = {**usable[0][1], "spectrum_id": usable[0][0].spectrum_id}
+            else:
+                errors.append(f"{name}: " + ("; ".join(r for r in results if r) or "no usable spectrum"))
+        return out, errors
+
+
 RUNNER_TYPES: dict[str, type[ModalityRunner]] = {
     runner.name: runner for runner in (PhotometryRunner, ImagesRunner, SpectraRunner)
 }
 
 
-def load_runner(modality: str, directory: str | Path, device: str = "cpu") -> ModalityRunner:
-    """The runner of ``modality`` with the model saved in ``directory``."""
+def load_runner(modality: str, directory: str | Path, device: str = "cpu", engine: str = "torch",
+                threads: int | None = DEFAULT_THREADS) -> ModalityRunner:
+    """The runner of ``modality`` with the model saved (or exported) in ``directory``."""
     if modality not in RUNNER_TYPES:
         raise PretrainedError(f"unknown modality {modality!r}; one of {sorted(RUNNER_TYPES)}")
-    return RUNNER_TYPES[modality].load(directory, device)
+    return RUNNER_TYPES[modality].load(directory, device, engine, threads)
 
 
-__all__ = ["RUNNER_TYPES", "ImagesRunner", "ModalityRunner", "PhotometryRunner", "SpectraRunner", "load_runner"]
+__all__ = [
+    "RUNNER_TYPES", "ImagesRunner", "ModalityRunner", "PhotometryRunner", "SpectraRunner", "SpectralSystems",
+    "load_runner",
+]  # fmt: skip

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from applecider_core.config import ConfigError, PresetConfig
-from applecider_core.records import METADATA_FEATURES
+from applecider_core.records import METADATA_FEATURES, METADATA_FEATURES_BY_SURVEY, PIXEL_SCALE_ARCSEC
 from applecider_core.taxonomy import FINE_CLASSES
 
 IMAGE_NORMS = ("l2", "median_mad", "none")
@@ -100,7 +100,9 @@ class AstroMiNNConfig(_DerivedSizes, PresetConfig):
     }
 
     class_names: tuple[str, ...] = FINE_CLASSES
-    metadata_features: tuple[str, ...] = METADATA_FEATURES
+    survey: str = "ztf"  # the survey the model is trained on (runners skip alerts of other surveys)
+    pixel_scale_arcsec: float = PIXEL_SCALE_ARCSEC["ztf"]  # of the stamps it is trained on
+    metadata_features: tuple[str, ...] = METADATA_FEATURES  # names of the survey's metadata vector
     missing_indicators: bool = True  # metadata input is [values (F), missing flags (F)]
     # image input (see ImageInputConfig)
     crop_size: int = 49
@@ -130,8 +132,10 @@ class AstroMiNNConfig(_DerivedSizes, PresetConfig):
     expert_hidden_dim: int = 128
     router_dropout: float = 0.3
     balance_loss_weight: float = 0.01  # Switch/GShard load-balancing coefficient
-    specialisation_weight: float = 0.0  # λ of Eq. 3 (0 disables; the reference used 0.1–0.5)
-    focal_gamma: float = 0.0  # 0 = (weighted) cross-entropy
+    # The paper's loss (§4.4, Eq. 3) is the default: focal (γ 2, Lin et al.) + λ·MSE(router, one-hot(label mod K))
+    # with λ 0.1 (the reference archive's default; its "focalexpert" run used 0.5).
+    specialisation_weight: float = 0.1  # λ of Eq. 3 (0 disables)
+    focal_gamma: float = 2.0  # 0 = (weighted) cross-entropy
     label_smoothing: float = 0.0
 
     def __post_init__(self) -> None:
@@ -139,7 +143,7 @@ class AstroMiNNConfig(_DerivedSizes, PresetConfig):
         self.metadata_features = tuple(self.metadata_features)
         if len(self.class_names) < 2:
             raise ConfigError(f"class_names needs at least two classes, got {self.class_names}")
-        validate_features(self.metadata_features, METADATA_FEATURES, "metadata_features")
+        validate_survey_features(self.survey, self.metadata_features)
         if not self.tower_features:
             raise ConfigError("tower_features must name at least one tower")
         self.tower_features = {str(k): tuple(v) for k, v in self.tower_features.items()}
@@ -164,6 +168,8 @@ class BTSbotConfig(_DerivedSizes, PresetConfig):
     }
 
     class_names: tuple[str, ...] = FINE_CLASSES
+    survey: str = "ztf"
+    pixel_scale_arcsec: float = PIXEL_SCALE_ARCSEC["ztf"]
     metadata_features: tuple[str, ...] = METADATA_FEATURES
     missing_indicators: bool = True
     crop_size: int = 63  # BTSbot uses the full 63×63 triplet
@@ -186,10 +192,17 @@ class BTSbotConfig(_DerivedSizes, PresetConfig):
         self.metadata_features = tuple(self.metadata_features)
         self.conv_channels = tuple(self.conv_channels)  # type: ignore[assignment]
         self.image_dropout = tuple(self.image_dropout)  # type: ignore[assignment]
-        validate_features(self.metadata_features, METADATA_FEATURES, "metadata_features")
+        validate_survey_features(self.survey, self.metadata_features)
         if len(self.class_names) < 2:
             raise ConfigError(f"class_names needs at least two classes, got {self.class_names}")
         self.image_input  # noqa: B018
+
+
+def validate_survey_features(survey: str, metadata_features: tuple[str, ...]) -> None:
+    """``survey`` is known and ``metadata_features`` are names of its metadata vector (ConfigError otherwise)."""
+    if survey not in METADATA_FEATURES_BY_SURVEY:
+        raise ConfigError(f"survey must be one of {sorted(METADATA_FEATURES_BY_SURVEY)}, got {survey!r}")
+    validate_features(metadata_features, METADATA_FEATURES_BY_SURVEY[survey], f"metadata_features ({survey})")
 
 
 MODEL_CONFIGS: dict[str, type] = {"astrominn": AstroMiNNConfig, "btsbot": BTSbotConfig}

@@ -13,7 +13,7 @@ from torch.utils.data import Dataset, WeightedRandomSampler
 from applecider_core.dataset import AlertTable
 from applecider_core.losses import class_balanced_weights
 from applecider_core.records import CUTOUT_SIZE
-from applecider_core.taxonomy import FINE, FUSION, SPECTRA, TaxonomyError
+from applecider_core.taxonomy import FINE, FUSION, TAXONOMIES, TaxonomyError
 
 from .preprocessing import MetadataPreprocessor, preprocess_cutouts
 
@@ -25,11 +25,11 @@ BALANCING = ("weights", "oversample", "none")
 def encode_labels(labels: Sequence[str | None], class_names: Sequence[str]) -> np.ndarray:
     """Class indices (int64, -1 outside) of normalised labels for a model predicting ``class_names``.
 
-    The labels are mapped by the first core taxonomy (fine, spectra, fusion) that lists every class name,
-    so "SN Ibn" counts as "SN Ib" for a fine model and as "SN I" for a fusion-5 model.
+    The labels are mapped by the first core taxonomy (fine, spectra, fusion, nuclear4) that lists every class
+    name, so "SN Ibn" counts as "SN Ib" for a fine model and as "SN I" for a fusion-5 model.
     """
     class_names = tuple(class_names)
-    for taxonomy in (FINE, SPECTRA, FUSION):
+    for taxonomy in TAXONOMIES.values():
         if set(class_names) <= set(taxonomy.classes):
             out = np.full(len(labels), -1, dtype=np.int64)
             for i, label in enumerate(labels):
@@ -100,6 +100,12 @@ class AlertImageDataset(Dataset):
             "images": image, "metadata": torch.from_numpy(self.metadata[i]),
             "coords": torch.tensor(self.coords[i], dtype=torch.float32), "labels": torch.tensor(self.labels[i], dtype=torch.long),
         }  # fmt: skip
+
+    def object_counts(self) -> dict[str, int]:
+        """Distinct objects per class name among the kept alerts (class coverage counts objects)."""
+        pairs = set(zip(self.object_ids.tolist(), self.labels.tolist()))
+        names = self.config.class_names
+        return {name: sum(1 for _, label in pairs if label == i) for i, name in enumerate(names)}
 
     def class_counts(self) -> np.ndarray:
         return np.bincount(self.labels, minlength=len(self.config.class_names))

@@ -22,7 +22,7 @@ def alert_inputs(alerts: Sequence[Alert], model_config, preprocessor: dict) -> d
     missing = [a.candid for a in alerts if a.cutouts is None]
     if missing:
         raise ValueError(f"alerts without cutouts cannot be classified from images: candid {missing[:5]}")
-    stamps = np.stack([a.cutouts.stack() for a in alerts])  # (N, 3, 63, 63)
+    stamps = np.stack([a.cutouts.on_grid() for a in alerts])  # (N, 3, 63, 63), Rubin's stamps centred
     ra = np.array([a.ra_deg for a in alerts], dtype=np.float64)
     dec = np.array([a.dec_deg for a in alerts], dtype=np.float64)
     images = preprocess_cutouts(stamps, ra, dec, model_config.image_input)

@@ -19,7 +19,8 @@ Cutouts, per alert: a (3, 63, 63) float32 triplet (science, template, difference
      ``sincos`` (sin α, cos α, sin δ, cos δ); NaN coordinates give zero planes;
    - the optional validity channel.
 
-Metadata, per alert: the (19,) vector in ``records.METADATA_FEATURES`` order (NaN = missing) →
+Metadata, per alert: the vector of its survey (ZTF: the (19,) ``records.METADATA_FEATURES``; Rubin:
+``LSST_METADATA_FEATURES``) in that order (NaN = missing) →
 ``[values (F), missing flags (F)]`` for the F configured features. Values are optionally signed-log1p
 compressed (heavy-tailed counts, distances, sky, S/N), standardised with the mean/std fitted on the
 training split (finite values only), clipped to ±``clip`` standard deviations, and missing values
@@ -38,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from applecider_core.records import CUTOUT_SIZE, METADATA_FEATURES
+from applecider_core.records import CUTOUT_SIZE, METADATA_FEATURES, METADATA_FEATURES_BY_SURVEY, Alert
 
 from .configuration import ImageInputConfig, validate_features
 
@@ -176,6 +177,7 @@ class MetadataPreprocessor:
 
     feature_names: tuple[str, ...] = METADATA_FEATURES
     log_features: tuple[str, ...] = DEFAULT_LOG_FEATURES
+    survey: str = "ztf"  # whose metadata vector the input is (its names and order)
     mean: np.ndarray | None = None  # (F,) of the transformed values; None: 0 (unfitted)
     std: np.ndarray | None = None  # (F,); None: 1 (unfitted)
     missing_indicators: bool = True
@@ -185,7 +187,10 @@ class MetadataPreprocessor:
     def __post_init__(self) -> None:
         self.feature_names = tuple(self.feature_names)
         self.log_features = tuple(f for f in self.log_features if f in self.feature_names)
-        validate_features(self.feature_names, METADATA_FEATURES, "MetadataPreprocessor")
+        if self.survey not in METADATA_FEATURES_BY_SURVEY:
+            raise PreprocessingError(f"survey must be one of {sorted(METADATA_FEATURES_BY_SURVEY)}, got {self.survey!r}")
+        self._all = METADATA_FEATURES_BY_SURVEY[self.survey]
+        validate_features(self.feature_names, self._all, "MetadataPreprocessor")
         n = len(self.feature_names)
         self.mean = np.zeros(n) if self.mean is None else np.asarray(self.mean, dtype=np.float64)
         self.std = np.ones(n) if self.std is None else np.asarray(self.std, dtype=np.float64)
@@ -193,7 +198,7 @@ class MetadataPreprocessor:
             raise PreprocessingError(
                 f"mean/std must have shape ({len(self.feature_names)},), got {self.mean.shape}/{self.std.shape}"
             )
-        self._columns = np.array([METADATA_FEATURES.index(f) for f in self.feature_names])
+        self._columns = np.array([self._all.index(f) for f in self.feature_names])
         self._log = np.array([f in self.log_features for f in self.feature_names])
 
     @property
@@ -201,11 +206,11 @@ class MetadataPreprocessor:
         return len(self.feature_names) * (2 if self.missing_indicators else 1)
 
     def _select(self, metadata: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(N, 19) raw → transformed values (N, F) float64 with NaN where missing, and the missing mask."""
+        """(N, all) raw → transformed values (N, F) float64 with NaN where missing, and the missing mask."""
         metadata = np.asarray(metadata, dtype=np.float64)
-        if metadata.ndim != 2 or metadata.shape[1] != len(METADATA_FEATURES):
+        if metadata.ndim != 2 or metadata.shape[1] != len(self._all):
             raise PreprocessingError(
-                f"metadata must be (N, {len(METADATA_FEATURES)}) in METADATA_FEATURES order, got {metadata.shape}"
+                f"metadata must be (N, {len(self._all)}) in the {self.survey} feature order, got {metadata.shape}"
             )
         x = metadata[:, self._columns]
         missing = ~np.isfinite(x)
@@ -245,17 +250,43 @@ class MetadataPreprocessor:
         return {
             "feature_names": list(self.feature_names), "log_features": list(self.log_features),
             "mean": self.mean.tolist(), "std": self.std.tolist(), "missing_indicators": self.missing_indicators,
-            "clip": self.clip, "sentinels": list(self.sentinels),
+            "clip": self.clip, "sentinels": list(self.sentinels), "survey": self.survey,
         }  # fmt: skip
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MetadataPreprocessor:
-        allowed = {"feature_names", "log_features", "mean", "std", "missing_indicators", "clip", "sentinels"}
+        allowed = {"feature_names", "log_features", "mean", "std", "missing_indicators", "clip", "sentinels", "survey"}
         unknown = sorted(set(data) - allowed)
         if unknown:
             raise PreprocessingError(f"metadata preprocessor: unknown keys {unknown}; allowed: {sorted(allowed)}")
         return cls(**{k: tuple(v) if k in ("feature_names", "log_features", "sentinels") else v
                       for k, v in data.items()})
+
+
+# ---- the BOOM interface (see ``export``): what a broker passes to the image + metadata graph -------------
+COORDINATES = ("ra", "dec")
+
+
+def uses_position(config: Any) -> bool:
+    """AstroMiNN reads (RA, Dec) in its coordinate tower and auxiliary head; sky channels need them too."""
+    return config.sky_encoding != "none" or type(config).model_type == "astrominn"
+
+
+def boom_features(config: Any) -> tuple[str, ...]:
+    """Column order of the graph's ``metadata`` input for a model of ``config``."""
+    features = tuple(config.metadata_features)
+    extra = tuple(c for c in COORDINATES if c not in features) if uses_position(config) else ()
+    return features + extra
+
+
+def boom_inputs(alerts: Sequence[Alert], config: Any) -> dict[str, np.ndarray]:
+    """What BOOM passes, built from ``Alert`` records that all have cutouts: triplet and raw metadata."""
+    stamps = np.stack([a.cutouts.on_grid() for a in alerts])  # (N, 3, 63, 63), Rubin's stamps centred
+    triplet = normalise_stamps(stamps, config.image_norm).transpose(0, 2, 3, 1)  # (N, 63, 63, 3)
+    names = METADATA_FEATURES_BY_SURVEY[getattr(config, "survey", "ztf")]
+    columns = [names.index(f) for f in boom_features(config)]
+    metadata = np.stack([a.metadata for a in alerts])[:, columns].astype(np.float32)
+    return {"triplet": np.ascontiguousarray(triplet), "metadata": metadata}
 
 
 PREPROCESSOR_FORMAT = "applecider-images/1"

@@ -10,6 +10,7 @@ macro-AUPRC. The best model (with its ``preprocessor.json``) is written to ``<ou
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from torch import nn
 
 from applecider_core.config import ConfigError, load_yaml, parse_overrides
 from applecider_core.dataset import open_dataset
+from applecider_core.taxonomy import DEFAULT_MIN_CLASS_OBJECTS, covered_classes
 from applecider_core.training import TrainingConfig, TrainResult, train
 
 from . import build_model
@@ -52,6 +54,7 @@ class DataSection:
     class_weight_beta: float = 0.999
     log_features: tuple[str, ...] = DEFAULT_LOG_FEATURES
     clip: float = 10.0
+    min_class_objects: int = DEFAULT_MIN_CLASS_OBJECTS  # a class needs this many training objects to get an output
 
     def __post_init__(self) -> None:
         if self.balance not in BALANCING:
@@ -117,11 +120,22 @@ def run(config: ImagesRunConfig) -> TrainResult:
     model_config = config.model_config()
     train_table = dataset.alerts(config.data.train_split)
     val_table = dataset.alerts(config.data.val_split) if config.data.val_split else None
+    if train_table.survey != model_config.survey:
+        raise ConfigError(f"{config.data.path} holds {train_table.survey} alerts; the model config is for "
+                          f"{model_config.survey} (set model.overrides.survey and its metadata_features)")
     meta_prep = MetadataPreprocessor.fit(train_table.metadata, model_config.metadata_features,
                                          log_features=config.data.log_features, clip=config.data.clip,
-                                         missing_indicators=model_config.missing_indicators)
+                                         missing_indicators=model_config.missing_indicators,
+                                         survey=model_config.survey)
     train_ds = AlertImageDataset(train_table, model_config, meta_prep, augment=config.data.augment,
                                  require_cutouts=config.data.require_cutouts)
+    covered = covered_classes(model_config.class_names, train_ds.object_counts(), config.data.min_class_objects)
+    logger.info("classes with >= %d training objects: %s (objects %s)", config.data.min_class_objects,
+                list(covered), train_ds.object_counts())
+    if covered != model_config.class_names:
+        model_config = dataclasses.replace(model_config, class_names=covered)
+        train_ds = AlertImageDataset(train_table, model_config, meta_prep, augment=config.data.augment,
+                                     require_cutouts=config.data.require_cutouts)
     val_ds = None if val_table is None else AlertImageDataset(val_table, model_config, meta_prep,
                                                               require_cutouts=config.data.require_cutouts)
     if len(train_ds) == 0:

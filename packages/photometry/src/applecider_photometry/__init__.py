@@ -1,5 +1,10 @@
-"""AppleCiDEr photometry: event features, [CLS]-Transformer classifier, masked-event pretraining, Informer."""
+"""AppleCiDEr photometry: event features, [CLS]-Transformer classifier, masked-event pretraining, Informer.
 
+The torch parts load on first use, so the numpy preprocessing imports without torch (ONNX-only runs)."""
+
+from applecider_core.lazy import lazy_exports
+
+from .configuration import PhotometryConfig
 from .features import (
     EventSequence,
     FeatureConfig,
@@ -8,10 +13,13 @@ from .features import (
     build_events,
     merge_band,
     merge_events,
+    pad_events,
 )
-from .modeling import PhotometryClassifier, PhotometryConfig, collate_events, fast_inference
 
 __version__ = "0.1.0"
+
+__getattr__ = lazy_exports(__name__, {name: ".modeling" for name in (
+    "PhotometryClassifier", "collate_events", "fast_inference")})
 
 __all__ = [
     "EventSequence",
@@ -25,4 +33,5 @@ __all__ = [
     "fast_inference",
     "merge_band",
     "merge_events",
+    "pad_events",
 ]

@@ -48,4 +48,5 @@ def augment_light_curve(lc: LightCurve, config: AugmentConfig, rng: np.random.Ge
     new_epochs = epochs[0] + np.concatenate([[0.0], np.cumsum(gaps * scale)])
     noise = rng.standard_t(config.flux_nu, size=len(lc)) if len(lc) else np.zeros(0)
     flux = lc.flux_ujy + config.flux_scale * np.nan_to_num(lc.flux_err_ujy) * noise
-    return LightCurve(lc.object_id, new_epochs[inverse], lc.band, flux, lc.flux_err_ujy, lc.is_detection, lc.candid)
+    return LightCurve(lc.object_id, new_epochs[inverse], lc.band, flux, lc.flux_err_ujy, lc.is_detection, lc.candid,
+                      lc.is_forced, first_detection_mjd=lc.first_detection_mjd)

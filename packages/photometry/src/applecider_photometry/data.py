@@ -45,11 +45,23 @@ class EventDataset(Dataset):
 
     def __init__(self, curves: Sequence[LabelledCurve], feature_config: FeatureConfig, stats: FeatureStats,
                  augment: AugmentConfig | None = None) -> None:
-        self.curves = list(curves)
         self.feature_config = feature_config
         self.stats = stats
         self.augment = augment
         self._cache: dict[int, dict[str, Any]] = {}
+        self.curves, dropped = [], 0
+        for curve in curves:  # a curve whose events all lie past the horizon (Δt from jdstarthist) has no input
+            try:
+                item = self._make(curve.light_curve, curve.label)
+            except NoDetectionsError:
+                dropped += 1
+                continue
+            if not curve.augment:
+                self._cache[len(self.curves)] = item
+            self.curves.append(curve)
+        if dropped:
+            logger.info("%d light curves without events within %s d of their first detection left out", dropped,
+                        feature_config.horizon_days)
 
     def __len__(self) -> int:
         return len(self.curves)
@@ -112,10 +124,28 @@ def load_split(dataset: Any, split: str | None, taxonomy: Taxonomy | None, class
     return curves
 
 
+def restrict_classes(curves: Sequence[LabelledCurve], class_names: Sequence[str], kept: Sequence[str]
+                     ) -> list[LabelledCurve]:  # fmt: skip
+    """Curves of the ``kept`` classes with labels re-indexed from ``class_names`` to ``kept``."""
+    new_index = {class_names.index(name): i for i, name in enumerate(kept)}
+    return [LabelledCurve(c.light_curve, new_index[c.label], c.augment) for c in curves if c.label in new_index]
+
+
 def fit_stats(curves: Sequence[LabelledCurve], feature_config: FeatureConfig) -> FeatureStats:
     """Normalisation statistics from (training) curves at the training horizon."""
     sequences, _ = build_many((c.light_curve for c in curves), feature_config)
     return FeatureStats.fit(sequences)
+
+
+def cap_per_class(curves: Sequence[LabelledCurve], cap: int, seed: int = 0) -> list[LabelledCurve]:
+    """At most ``cap`` curves per class: a seeded random subset of each larger class, input order kept."""
+    rng = np.random.default_rng(seed)
+    keep = np.zeros(len(curves), dtype=bool)
+    labels = np.array([c.label for c in curves])
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        keep[members[rng.permutation(len(members))[:cap]]] = True
+    return [c for c, k in zip(curves, keep) if k]
 
 
 def oversample(curves: Sequence[LabelledCurve], class_index: int, target: int | None = None) -> list[LabelledCurve]:

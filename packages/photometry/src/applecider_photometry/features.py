@@ -1,4 +1,4 @@
-"""Event features of AppleCiDEr paper I §3.1 (Table 4), in numpy: LightCurve → (L, 7) event matrix.
+"""Event features of AppleCiDEr paper I §3.1 (Table 4), in numpy: LightCurve → (L, 4 + bands) event matrix.
 
 Pipeline (detections only):
 
@@ -9,13 +9,15 @@ Pipeline (detections only):
    every later point of that band with ``mjd - anchor_mjd <= 0.5 d`` (12 h). Points are combined with
    inverse-VARIANCE weights ``w = 1/σ²``: flux ``Σwf/Σw``, error ``1/sqrt(Σw)``, time ``Σwt/Σw``.
    (The reference code used ``1/σ`` and averaged the errors; see research notes §1.1.)
-3. *Events*: merged points of all bands in time order (ties by band g, r, i). With ``Δt`` days since the first
-   event and ``δt`` days since the previous one (0 for the first), the 7 channels are
-   ``[log1p Δt, log1p δt, log10 f, σ_logf, g, r, i]`` with ``f = max(flux, FLUX_FLOOR_UJY)`` and
+3. *Events*: merged points of all bands in time order (ties by band g, r, i). With ``Δt`` days since the
+   object's first detection (``LightCurve.first_detection_mjd``: ZTF's jdstarthist, in training and in
+   streaming; the first event when unknown) and ``δt`` days since the previous one (0 for the first), the channels are
+   ``[log1p Δt, log1p δt, log10 f, σ_logf, one-hot band]`` (one channel per band of ``FeatureConfig.bands``:
+   ``g, r, i`` for ZTF, ``u g r i z y`` for Rubin) with ``f = max(flux, FLUX_FLOOR_UJY)`` and
    ``σ_logf = σ_f / (f ln 10)`` clipped to ``MAX_SIGMA_LOGF``.
    Flux floor: 1 µJy (AB 23.9 mag, well below ZTF's ~21 mag single-epoch limit). Zero or negative
    difference fluxes therefore become ``log10 f = 0`` with a large σ_logf, i.e. "consistent with nothing".
-4. *Horizon*: keep events with ``Δt <= horizon_days`` (Δt measured from the first merged event).
+4. *Horizon*: keep events with ``Δt <= horizon_days`` (Δt measured from the first detection, see 3).
 5. *Length*: at most ``max_events`` events; longer sequences keep the EARLIEST ``max_events`` events (the
    model is built for early classification, and truncating the tail keeps Δt/δt of the kept events
    unchanged). The [CLS] token is added by the model, not counted here.
@@ -34,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from applecider_core.records import BANDS, LightCurve
+from applecider_core.records import BANDS, ZTF_BANDS, LightCurve
 
 logger = logging.getLogger(__name__)
 
@@ -44,10 +46,14 @@ MAX_SIGMA_LOGF = 5.0
 DEFAULT_HORIZON_DAYS = 100.0
 DEFAULT_MAX_EVENTS = 257
 DUPLICATE_MJD_DECIMALS = 5
-N_FEATURES = 7
 N_CONTINUOUS = 4
-FEATURE_NAMES = ("log1p_dt_first", "log1p_dt_prev", "log10_flux", "sigma_log10_flux", "band_g", "band_r", "band_i")
-BAND_INDEX = {band: i for i, band in enumerate(BANDS)}
+N_FEATURES = N_CONTINUOUS + len(ZTF_BANDS)  # of the default (ZTF g, r, i) configuration
+CONTINUOUS_FEATURE_NAMES = ("log1p_dt_first", "log1p_dt_prev", "log10_flux", "sigma_log10_flux")
+
+
+def feature_names(bands: Sequence[str]) -> tuple[str, ...]:
+    """Channel names of events built over ``bands``: the 4 continuous ones, then ``band_<name>``."""
+    return CONTINUOUS_FEATURE_NAMES + tuple(f"band_{band}" for band in bands)
 
 
 class NoDetectionsError(ValueError):
@@ -66,13 +72,13 @@ class MergedPoints:
     mjd: np.ndarray  # float64 days
     flux_ujy: np.ndarray  # float64
     flux_err_ujy: np.ndarray  # float64
-    band_index: np.ndarray  # int64, index into BANDS
+    band_index: np.ndarray  # int64, index into the bands the points were merged over
     n_merged: np.ndarray  # int64, raw points per merged point
 
 
 @dataclass
 class EventSequence:
-    """Unnormalised events of one light curve: ``features`` (L, 7) float32, ``times_days`` (L,) float32 Δt."""
+    """Unnormalised events of one light curve: ``features`` (L, 4 + bands) float32, ``times_days`` (L,) float32 Δt."""
 
     object_id: str
     features: np.ndarray
@@ -90,17 +96,23 @@ class FeatureConfig:
     max_events: int = DEFAULT_MAX_EVENTS
     merge_window_days: float = MERGE_WINDOW_DAYS
     flux_floor_ujy: float = FLUX_FLOOR_UJY
-    bands: tuple[str, ...] = BANDS  # bands kept (e.g. ("ztfg", "ztfr") for ZTF public data)
+    bands: tuple[str, ...] = ZTF_BANDS  # bands kept, one one-hot channel each (e.g. ("ztfg", "ztfr"))
 
     def __post_init__(self) -> None:
         bad = sorted(set(self.bands) - set(BANDS))
         if bad:
             raise ValueError(f"unknown bands {bad}; allowed: {list(BANDS)}")
+        if len(set(self.bands)) != len(self.bands) or not self.bands:
+            raise ValueError(f"bands must be distinct and not empty, got {list(self.bands)}")
         if self.max_events < 1:
             raise ValueError(f"max_events must be >= 1, got {self.max_events}")
 
+    @property
+    def n_features(self) -> int:
+        return N_CONTINUOUS + len(self.bands)
 
-def clean_detections(lc: LightCurve, bands: Sequence[str] = BANDS) -> LightCurve:
+
+def clean_detections(lc: LightCurve, bands: Sequence[str] = ZTF_BANDS) -> LightCurve:
     """Usable detections of ``lc`` in ``bands``, time-ordered, exact epoch repeats removed (module docstring)."""
     keep = (
         lc.is_detection & np.isfinite(lc.mjd) & np.isfinite(lc.flux_ujy) & np.isfinite(lc.flux_err_ujy)
@@ -111,7 +123,8 @@ def clean_detections(lc: LightCurve, bands: Sequence[str] = BANDS) -> LightCurve
         raise NoDetectionsError(lc.object_id, reason + f" ({len(lc)} rows, {lc.num_detections} detections)")
     lc = lc.select(keep)
     mjd_key = np.round(lc.mjd, DUPLICATE_MJD_DECIMALS)
-    band_key = np.array([BAND_INDEX[b] for b in lc.band])
+    index = {band: i for i, band in enumerate(bands)}
+    band_key = np.array([index[b] for b in lc.band])
     # Sort by (band, epoch, error, flux): the first row of each (band, epoch) is the most precise one.
     order = np.lexsort((lc.flux_ujy, lc.flux_err_ujy, mjd_key, band_key))
     first = np.ones(len(order), dtype=bool)
@@ -142,27 +155,36 @@ def merge_band(
     return merged_mjd, merged_flux, 1.0 / np.sqrt(wsum), n_merged
 
 
-def merge_events(lc: LightCurve, window_days: float = MERGE_WINDOW_DAYS, bands: Sequence[str] = BANDS) -> MergedPoints:
-    """Clean and merge every band; result in time order (ties by band). Raises NoDetectionsError."""
+def merge_events(lc: LightCurve, window_days: float = MERGE_WINDOW_DAYS,
+                 bands: Sequence[str] = ZTF_BANDS) -> MergedPoints:
+    """Clean and merge every band; result in time order (ties by band order). Raises NoDetectionsError."""
     lc = clean_detections(lc, bands)
     parts = []
-    for band in BANDS:
+    for band_index, band in enumerate(bands):
         rows = lc.band == band
         if rows.any():
             t, f, e, n = merge_band(lc.mjd[rows], lc.flux_ujy[rows], lc.flux_err_ujy[rows], window_days)
-            parts.append((t, f, e, np.full(len(t), BAND_INDEX[band]), n))
+            parts.append((t, f, e, np.full(len(t), band_index), n))
     mjd, flux, err, band_index, n_merged = (np.concatenate(c) for c in zip(*parts))
     order = np.lexsort((band_index, mjd))
     return MergedPoints(mjd[order], flux[order], err[order], band_index[order].astype(np.int64), n_merged[order])
 
 
-def event_features(points: MergedPoints, flux_floor_ujy: float = FLUX_FLOOR_UJY) -> tuple[np.ndarray, np.ndarray]:
-    """(L, 7) float32 unnormalised features and (L,) float32 Δt in days of merged points (time-ordered)."""
-    dt_first = points.mjd - points.mjd[0]
+def event_features(points: MergedPoints, flux_floor_ujy: float = FLUX_FLOOR_UJY,
+                   n_bands: int = len(ZTF_BANDS), first_detection_mjd: float = float("nan")) -> tuple[np.ndarray, np.ndarray]:
+    """(L, 4 + n_bands) float32 unnormalised features and (L,) float32 Δt in days of merged points.
+
+    Δt is measured from ``first_detection_mjd`` when it is known and not after the first event (the object's
+    ZTF jdstarthist), else from the first event.
+    """
+    start = points.mjd[0]
+    if np.isfinite(first_detection_mjd) and first_detection_mjd < start:
+        start = first_detection_mjd
+    dt_first = points.mjd - start
     dt_prev = np.diff(points.mjd, prepend=points.mjd[0])
     flux = np.maximum(points.flux_ujy, flux_floor_ujy)
     sigma_logf = np.minimum(points.flux_err_ujy / (flux * np.log(10.0)), MAX_SIGMA_LOGF)
-    features = np.zeros((len(flux), N_FEATURES), dtype=np.float32)
+    features = np.zeros((len(flux), N_CONTINUOUS + n_bands), dtype=np.float32)
     features[:, 0] = np.log1p(dt_first)
     features[:, 1] = np.log1p(dt_prev)
     features[:, 2] = np.log10(flux)
@@ -178,8 +200,11 @@ def build_events(lc: LightCurve, config: FeatureConfig | None = None) -> EventSe
     """
     config = config or FeatureConfig()
     points = merge_events(lc, config.merge_window_days, config.bands)
-    features, times = event_features(points, config.flux_floor_ujy)
+    features, times = event_features(points, config.flux_floor_ujy, len(config.bands), lc.first_detection_mjd)
     keep = np.ones(len(times), dtype=bool) if config.horizon_days is None else times <= config.horizon_days
+    if not keep.any():
+        raise NoDetectionsError(lc.object_id, f"no detection within {config.horizon_days:g} d of the first detection "
+                                              f"(the first event is {times[0]:.1f} d after it)")
     features, times = features[keep][: config.max_events], times[keep][: config.max_events]
     return EventSequence(lc.object_id, features, times)
 
@@ -221,13 +246,13 @@ class FeatureStats:
         return cls(values.mean(axis=0), np.maximum(values.std(axis=0), min_std))
 
     def normalise(self, features: np.ndarray) -> np.ndarray:
-        """(…, 7) → (…, 7) float32 with the continuous channels z-scored."""
+        """(…, F) → (…, F) float32 with the continuous channels z-scored."""
         out = np.array(features, dtype=np.float32, copy=True)
         out[..., :N_CONTINUOUS] = (out[..., :N_CONTINUOUS] - self.mean) / self.std
         return out
 
     def to_dict(self) -> dict[str, list[float]]:
-        return {"mean": self.mean.tolist(), "std": self.std.tolist(), "channels": list(FEATURE_NAMES[:N_CONTINUOUS])}
+        return {"mean": self.mean.tolist(), "std": self.std.tolist(), "channels": list(CONTINUOUS_FEATURE_NAMES)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FeatureStats:
@@ -240,11 +265,27 @@ def preprocessor_dict(config: FeatureConfig, stats: FeatureStats, **extra: Any) 
         "features": {
             "horizon_days": config.horizon_days, "max_events": config.max_events,
             "merge_window_days": config.merge_window_days, "flux_floor_ujy": config.flux_floor_ujy,
-            "bands": list(config.bands), "feature_names": list(FEATURE_NAMES),
+            "bands": list(config.bands), "feature_names": list(feature_names(config.bands)),
         },
         "feature_stats": stats.to_dict(),
         **extra,
     }  # fmt: skip
+
+
+def pad_events(items: Sequence[dict[str, Any]], max_events: int | None = None) -> dict[str, np.ndarray]:
+    """Pad items ``{"events": (L, 7), "times": (L,)}`` to the batch maximum length (numpy; see
+    ``modeling.collate_events``): events (B, L, 7) float32, mask (B, L) bool True = event, times (B, L)."""
+    lengths = [min(len(item["events"]), max_events or len(item["events"])) for item in items]
+    length = max(max(lengths), 1)
+    n_features = np.asarray(items[0]["events"]).shape[-1]
+    events = np.zeros((len(items), length, n_features), dtype=np.float32)
+    times = np.zeros((len(items), length), dtype=np.float32)
+    mask = np.zeros((len(items), length), dtype=bool)
+    for i, (item, n) in enumerate(zip(items, lengths)):
+        events[i, :n] = np.asarray(item["events"])[:n]
+        times[i, :n] = np.asarray(item["times"])[:n]
+        mask[i, :n] = True
+    return {"events": events, "mask": mask, "times": times}
 
 
 def from_preprocessor(data: dict[str, Any]) -> tuple[FeatureConfig, FeatureStats]:

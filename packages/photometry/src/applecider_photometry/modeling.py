@@ -13,70 +13,18 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from applecider_core.config import PresetConfig
 from applecider_core.losses import FocalLoss
 from applecider_core.pretrained import ClassifierOutput, PretrainedMixin
-from applecider_core.taxonomy import FINE_CLASSES
 
-from .features import N_FEATURES
+from .configuration import PhotometryConfig
+from .features import pad_events
 from .informer import InformerEncoder
-
-ARCHITECTURES = ("cls_transformer", "informer")
-
-
-@dataclass
-class PhotometryConfig(PresetConfig):
-    """Architecture of the photometry classifier (paper-size defaults)."""
-
-    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
-        "paper": {},
-        "small": {"d_model": 64, "n_heads": 4, "n_layers": 2, "d_ff": 256, "dropout": 0.2},
-        "tiny": {"d_model": 16, "n_heads": 2, "n_layers": 1, "d_ff": 32, "dropout": 0.0},
-    }
-    model_type: ClassVar[str] = "applecider_photometry"
-
-    arch: str = "cls_transformer"  # one of ARCHITECTURES
-    n_features: int = N_FEATURES
-    d_model: int = 128
-    n_heads: int = 8
-    n_layers: int = 4
-    d_ff: int = 512
-    dropout: float = 0.3
-    max_events: int = 257  # events per sequence, [CLS] not counted
-    norm_first: bool = False  # False: post-norm (paper/reference), True: pre-norm
-    time_scale_days: float = 100.0  # linear Time2Vec term sees Δt / time_scale_days
-    min_period_days: float = 0.5  # initial periods of the sinusoidal Time2Vec terms, log-spaced
-    max_period_days: float = 1000.0
-    fused_fast_path: bool = False  # allow PyTorch's fused Transformer inference kernel (slower on CPU here)
-    informer_factor: int = 5  # ProbSparse: u = factor · ceil(ln L) active queries / sampled keys
-    informer_distil: bool = False  # Informer distilling (conv + max-pool halving the events between layers)
-    focal_gamma: float = 2.0
-    class_weights: tuple[float, ...] | None = None  # focal-loss α per class (e.g. 1/sqrt(count))
-    label_smoothing: float = 0.0
-    class_names: tuple[str, ...] = FINE_CLASSES
-
-    def __post_init__(self) -> None:
-        if self.class_weights is not None:  # core's from_dict leaves lists inside Optional[tuple] as lists
-            self.class_weights = tuple(float(w) for w in self.class_weights)
-        self.class_names = tuple(self.class_names)
-        if self.arch not in ARCHITECTURES:
-            raise ValueError(f"arch must be one of {ARCHITECTURES}, got {self.arch!r}")
-        if self.d_model % self.n_heads:
-            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
-        if self.class_weights is not None and len(self.class_weights) != len(self.class_names):
-            raise ValueError(f"{len(self.class_weights)} class_weights for {len(self.class_names)} classes")
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
 
 
 class Time2Vec(nn.Module):
@@ -119,7 +67,7 @@ class EventEncoder(nn.Module):
         if config.arch == "informer":
             self.layers: nn.Module = InformerEncoder(
                 config.d_model, config.n_heads, config.d_ff, config.n_layers, config.dropout,
-                config.informer_factor, config.informer_distil,
+                config.informer_factor, config.informer_distil, max_len=config.max_events + 1,
             )  # fmt: skip
         else:
             # PyTorch uses its fused inference kernel (+ nested tensors) only for the built-in relu/gelu;
@@ -213,17 +161,7 @@ def collate_events(items: Sequence[dict[str, Any]], max_events: int | None = Non
     Returns ``events`` (B, L, 7) float32, ``mask`` (B, L) bool (True = event), ``times`` (B, L) float32 and
     ``labels`` (B,) int64 when every item has one. ``max_events`` truncates (keeping the earliest events).
     """
-    lengths = [min(len(item["events"]), max_events or len(item["events"])) for item in items]
-    length = max(max(lengths), 1)
-    n_features = np.asarray(items[0]["events"]).shape[-1]
-    events = np.zeros((len(items), length, n_features), dtype=np.float32)
-    times = np.zeros((len(items), length), dtype=np.float32)
-    mask = np.zeros((len(items), length), dtype=bool)
-    for i, (item, n) in enumerate(zip(items, lengths)):
-        events[i, :n] = np.asarray(item["events"])[:n]
-        times[i, :n] = np.asarray(item["times"])[:n]
-        mask[i, :n] = True
-    batch = {"events": torch.from_numpy(events), "mask": torch.from_numpy(mask), "times": torch.from_numpy(times)}
+    batch = {k: torch.from_numpy(v) for k, v in pad_events(items, max_events).items()}
     if all("labels" in item for item in items):
         batch["labels"] = torch.as_tensor([int(item["labels"]) for item in items], dtype=torch.long)
     return batch

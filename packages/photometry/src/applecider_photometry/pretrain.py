@@ -17,11 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from applecider_core.config import ConfigError
 from applecider_core.dataset import open_dataset
 from applecider_core.training import TrainResult, train
 
 from .data import EventDataset, LabelledCurve, fit_stats, load_split
-from .features import preprocessor_dict
+from .features import N_FEATURES, preprocessor_dict
 from .modeling import collate_events
 from .pretraining import MaskedEventConfig, MaskedEventModel, reconstruction_metrics
 from .runconfig import PretrainRunConfig, parse_run_config
@@ -37,6 +38,9 @@ def run_pretraining(curves_train: Sequence[LabelledCurve], curves_val: Sequence[
                     run: PretrainRunConfig, model_config: MaskedEventConfig | None = None) -> TrainResult:
     """Fit stats on ``curves_train``, pretrain, save; returns the core TrainResult."""
     feature_config = run.data.feature_config()
+    if feature_config.n_features != N_FEATURES:  # the reconstruction heads are built for g/r/i one-hot channels
+        raise ConfigError(f"masked-event pretraining supports 3 bands; data.bands has {len(feature_config.bands)} "
+                          f"({list(feature_config.bands)})")
     stats = fit_stats(curves_train, feature_config)
     if model_config is None:
         model_config = MaskedEventConfig.from_preset(run.model.preset, **run.model.overrides)

@@ -1,9 +1,10 @@
 """Masked event modelling (paper I §3.3 "Self-Supervised Pretraining").
 
 About 30 % of the real events of each light curve are masked (band-stratified: an equal share from every
-band present, the rest uniformly). A masked event keeps its Δt (channel 0 and the Time2Vec input, so the
-model knows *when* something is missing) but loses δt, flux, σ_logf and band (channels 1–6 are zeroed and a
-learned mask embedding is added). Heads on the encoder output reconstruct, at masked positions only:
+band present, the rest uniformly). A masked event loses δt, flux, σ_logf and band (channels 1–6 are zeroed
+and a learned mask embedding is added) and its own time (:func:`hide_masked_events`: it takes the Δt of the
+last visible event before it, and the next event's δt is zeroed), so its gap is not readable from the
+visible neighbours. Heads on the encoder output reconstruct, at masked positions only:
 
 - flux: the normalised log10 flux (MSE),
 - band: g/r/i (cross-entropy),
@@ -88,6 +89,29 @@ def sample_event_mask(band_index: torch.Tensor, valid: torch.Tensor, fraction: f
     return masked
 
 
+def hide_masked_events(events: torch.Tensor, times: torch.Tensor, masked: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Encoder inputs with the masked events hidden: (B, L, 7) events, (B, L) Δt days, (B, L) bool masked.
+
+    A masked event loses δt, flux, σ_logf and band (zeroed) and its own time: its Δt (channel 0 and the
+    Time2Vec input) becomes that of the last visible event before it, so the model knows *where* in the
+    sequence something is missing but not *when*. The δt channel of the event after a masked one is zeroed
+    too (it is the gap from the masked event). Otherwise the δt target would be readable from the visible
+    neighbours: Δt_i − Δt_{i−1}, or the bracket minus the next event's δt.
+    """
+    positions = torch.arange(events.shape[1], device=events.device).expand_as(masked)
+    last_visible = torch.where(masked, torch.full_like(positions, -1), positions).cummax(dim=1).values
+    anchor = torch.where(last_visible < 0, positions, last_visible)  # (B, L); a masked first event keeps its own
+    hide = torch.zeros(events.shape[-1], dtype=torch.bool, device=events.device)
+    hide[HIDDEN_CHANNELS] = True
+    inputs = events.masked_fill(masked[..., None] & hide, 0.0)  # a new tensor; events is not modified
+    inputs[..., 0] = events[..., 0].gather(1, anchor)
+    after_masked = torch.zeros_like(masked)
+    after_masked[:, 1:] = masked[:, :-1]
+    inputs[..., 1] = inputs[..., 1].masked_fill(after_masked, 0.0)
+    return inputs, times.gather(1, anchor)
+
+
 class MaskedEventModel(PretrainedMixin, nn.Module):
     """Encoder + reconstruction heads; ``encoder.*`` weights transfer to :class:`PhotometryClassifier`."""
 
@@ -116,10 +140,8 @@ class MaskedEventModel(PretrainedMixin, nn.Module):
             generator = None if self.training else torch.Generator().manual_seed(cfg.eval_seed)
             masked = sample_event_mask(target_band.cpu(), mask.bool().cpu(), cfg.mask_fraction, generator)
         masked = masked.to(events.device) & mask.bool()
-        hide = torch.zeros(events.shape[-1], dtype=torch.bool, device=events.device)
-        hide[HIDDEN_CHANNELS] = True
-        inputs = events.masked_fill(masked[..., None] & hide, 0.0)  # a new tensor; events is not modified
-        tokens = self.encoder.embed(inputs, times) + masked[..., None] * self.mask_embedding
+        inputs, times_in = hide_masked_events(events, times, masked)
+        tokens = self.encoder.embed(inputs, times_in) + masked[..., None] * self.mask_embedding
         hidden = self.encoder.encode_tokens(tokens, mask)[:, 1:]  # (B, L, d), [CLS] dropped
         pred_flux = self.flux_head(hidden).squeeze(-1)  # (B, L)
         band_logits = self.band_head(hidden)  # (B, L, 3)

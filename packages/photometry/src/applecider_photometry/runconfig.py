@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from applecider_core.config import load_yaml, parse_overrides
-from applecider_core.records import BANDS
+from applecider_core.records import SURVEY_BANDS, ZTF_BANDS
+from applecider_core.taxonomy import DEFAULT_MIN_CLASS_OBJECTS
 from applecider_core.training import TrainingConfig
 
 from .augment import AugmentConfig
@@ -27,12 +28,20 @@ class DataSection:
     path: str = "data/dataset"  # shared dataset directory (applecider_core.dataset format)
     horizon_days: float | None = 100.0
     max_events: int = DEFAULT_MAX_EVENTS
-    bands: tuple[str, ...] = BANDS
+    bands: tuple[str, ...] = ZTF_BANDS
     taxonomy: str = "fine"
     class_names: tuple[str, ...] | None = None  # default: every class of the taxonomy
+    min_class_objects: int = DEFAULT_MIN_CLASS_OBJECTS  # a class needs this many training objects to get an output
 
     def feature_config(self) -> FeatureConfig:
         return FeatureConfig(horizon_days=self.horizon_days, max_events=self.max_events, bands=self.bands)
+
+    def model_inputs(self) -> dict[str, Any]:
+        """The model config keys these bands fix: survey, bands and the number of event channels."""
+        surveys = [s for s, bands in SURVEY_BANDS.items() if set(self.bands) <= set(bands)]
+        if not surveys:
+            raise ValueError(f"data.bands {list(self.bands)} mix surveys; use the bands of one of {list(SURVEY_BANDS)}")
+        return {"survey": surveys[0], "bands": tuple(self.bands), "n_features": self.feature_config().n_features}
 
 
 @dataclass
@@ -55,6 +64,7 @@ class FinetuneSection:
     class_weighting: str = "inv_sqrt"  # focal-loss α: none | inv_sqrt (1/sqrt(count)) | class_balanced
     oversample_class: str | None = "TDE"  # rare class given augmented copies (None: off)
     oversample_target: int | None = None  # copies until this count (default: median of the other classes)
+    max_per_class: int | None = None  # a seeded random subset of at most this many curves per class (majority)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     temperature_scaling: bool = True  # fit T on validation, saved in preprocessor.json
     extra_horizons_days: tuple[float, ...] = ()  # also train on copies truncated at these horizons (early epochs)

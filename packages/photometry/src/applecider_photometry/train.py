@@ -2,8 +2,9 @@
 
 ``python -m applecider_photometry.train --config configs/photometry.yaml [--set key=value ...]``
 
-Light curves of the shared dataset (train/val splits) truncated at ``data.horizon_days``; weighted focal loss
-(α from class counts); augmented copies of a rare class (TDE) built from the raw records; two strategies:
+Light curves of the shared dataset (train/val splits) truncated at ``data.horizon_days``; only classes with
+at least ``data.min_class_objects`` training objects get an output (the saved config lists them); weighted
+focal loss (α from the class counts after oversampling); augmented copies of a rare class (TDE) built from the raw records; two strategies:
 ``full`` (everything trains from the start) or ``gradual`` (head only for ``head_only_epochs``, then one
 more encoder block every ``unfreeze_every_epochs`` epochs from the top down, with per-block learning rates
 ``encoder_lr · decay^depth``). With ``model.init_from`` the encoder of a pretrained masked-event model is
@@ -30,10 +31,18 @@ from applecider_core.dataset import open_dataset
 from applecider_core.losses import class_balanced_weights
 from applecider_core.metrics import fit_temperature
 from applecider_core.pretrained import PREPROCESSOR_NAME
-from applecider_core.taxonomy import get_taxonomy
+from applecider_core.taxonomy import covered_classes, get_taxonomy
 from applecider_core.training import TrainResult, predict, train
 
-from .data import EventDataset, LabelledCurve, fit_stats, load_split, oversample
+from .data import (
+    EventDataset,
+    LabelledCurve,
+    cap_per_class,
+    fit_stats,
+    load_split,
+    oversample,
+    restrict_classes,
+)
 from .features import FeatureStats, from_preprocessor, preprocessor_dict
 from .modeling import PhotometryClassifier, PhotometryConfig, collate_events
 from .pretraining import MaskedEventModel
@@ -52,6 +61,18 @@ def class_weights(labels: Sequence[int], n_classes: int, method: str) -> tuple[f
     weights = np.where(counts > 0, 1.0 / np.sqrt(np.maximum(counts, 1)), 0.0)
     weights *= (counts > 0).sum() / weights.sum()
     return tuple(float(w) for w in weights)
+
+
+def oversampled_with_weights(curves: Sequence[LabelledCurve], ft: FinetuneSection, class_names: Sequence[str]
+                             ) -> tuple[list[LabelledCurve], tuple[float, ...] | None]:  # fmt: skip
+    """Training curves (the majority capped at ``max_per_class``) with the rare class's augmented copies, and focal α from the counts AFTER oversampling
+    (the counts the loss sees; α from the originals would compensate the rare class twice)."""
+    curves = list(curves)
+    if ft.max_per_class is not None:
+        curves = cap_per_class(curves, ft.max_per_class)
+    if ft.oversample_class is not None and ft.oversample_class in class_names:
+        curves = oversample(curves, list(class_names).index(ft.oversample_class), ft.oversample_target)
+    return curves, class_weights([c.label for c in curves], len(class_names), ft.class_weighting)
 
 
 def encoder_blocks(model: PhotometryClassifier) -> list[list[nn.Parameter]]:
@@ -96,7 +117,8 @@ def gradual_unfreezing(ft: FinetuneSection) -> Callable[[int, nn.Module], None]:
 def build_model(run: TrainRunConfig, class_names: Sequence[str], weights: tuple[float, ...] | None
                 ) -> tuple[PhotometryClassifier, FeatureStats | None]:
     """Classifier from the preset, or from a pretrained encoder (then also its feature statistics)."""
-    extra = {"class_names": tuple(class_names), "class_weights": weights, "max_events": run.data.max_events}
+    extra = {"class_names": tuple(class_names), "class_weights": weights, "max_events": run.data.max_events,
+             **run.data.model_inputs()}
     if run.model.init_from is None:
         return PhotometryClassifier(PhotometryConfig.from_preset(run.model.preset, **run.model.overrides, **extra)), None
     pretrained = MaskedEventModel.from_pretrained(run.model.init_from)
@@ -112,12 +134,9 @@ def run_finetuning(train_curves: Sequence[LabelledCurve], val_curves: Sequence[L
                    class_names: Sequence[str]) -> tuple[TrainResult, PhotometryClassifier]:
     """Fine-tune on labelled curves; returns the core TrainResult and the best model (reloaded)."""
     ft, feature_config = run.finetune, run.data.feature_config()
-    weights = class_weights([c.label for c in train_curves], len(class_names), ft.class_weighting)
+    curves, weights = oversampled_with_weights(train_curves, ft, class_names)
     model, stats = build_model(run, class_names, weights)
     stats = stats or fit_stats(train_curves, feature_config)
-    curves = list(train_curves)
-    if ft.oversample_class is not None and ft.oversample_class in class_names:
-        curves = oversample(curves, list(class_names).index(ft.oversample_class), ft.oversample_target)
     logger.info("training classes: %s", dict(Counter(class_names[c.label] for c in curves)))
     train_ds: Dataset = EventDataset(curves, feature_config, stats, ft.augment)
     if ft.extra_horizons_days:
@@ -143,12 +162,17 @@ def run_finetuning(train_curves: Sequence[LabelledCurve], val_curves: Sequence[L
 def main(argv: Sequence[str] | None = None) -> int:
     run = parse_run_config(argv, TrainRunConfig, "fine-tune the photometry classifier")
     taxonomy = get_taxonomy(run.data.taxonomy)
-    class_names = run.data.class_names or taxonomy.classes
+    candidates = run.data.class_names or taxonomy.classes
     dataset = open_dataset(run.data.path)
-    train_curves = load_split(dataset, "train", taxonomy, class_names, run.data.bands)
-    val_curves = load_split(dataset, "val", taxonomy, class_names, run.data.bands)
+    train_curves = load_split(dataset, "train", taxonomy, candidates, run.data.bands)
     if not train_curves:
-        raise SystemExit(f"no labelled light curves of classes {list(class_names)} in {run.data.path} (train)")
+        raise SystemExit(f"no labelled light curves of classes {list(candidates)} in {run.data.path} (train)")
+    counts = Counter(candidates[c.label] for c in train_curves)  # one curve per object
+    class_names = covered_classes(candidates, counts, run.data.min_class_objects)
+    logger.info("classes with >= %d training objects: %s (counts %s)", run.data.min_class_objects,
+                list(class_names), dict(counts))
+    train_curves = restrict_classes(train_curves, candidates, class_names)
+    val_curves = load_split(dataset, "val", taxonomy, class_names, run.data.bands)
     result, _ = run_finetuning(train_curves, val_curves, run, class_names)
     logger.info("best model in %s (step %d): %s", result.model_dir, result.best_step,
                 {k: v for k, v in result.best_metrics.items() if k in ("macro_auprc", "balanced_accuracy", "macro_f1")})

@@ -18,6 +18,7 @@ from applecider_core.pretrained import ClassifierOutput, PretrainedMixin
 
 from .configuration import GalSpecNetConfig, SpectraRNNConfig
 from .heads import as_flux_batch, build_loss, make_output, mc_dropout_predict
+from .modeling_sniascore import RecurrentStack
 
 
 class _LinearHeadMixin:
@@ -77,23 +78,15 @@ class SpectraRNN(_LinearHeadMixin, PretrainedMixin, nn.Module):
         super().__init__()
         self.config = config
         self.preprocessor: dict[str, Any] = {}
-        h = config.hidden
-        self.dropouts = nn.ModuleList(nn.Dropout(p) for p in config.dropout)
-        self.lstm1 = nn.LSTM(1, h, batch_first=True, bidirectional=True)
-        self.gru = nn.GRU(2 * h, h, batch_first=True)
-        self.lstm2 = nn.LSTM(h, h, batch_first=True, bidirectional=True)
-        self.num_features = 2 * h
+        self.recurrent = RecurrentStack(config.hidden, config.dropout)
+        self.num_features = self.recurrent.out_features
         self.fc = nn.Linear(self.num_features, config.num_outputs)
         self.loss_fn = build_loss(config)
 
     def forward_features(self, flux: torch.Tensor) -> torch.Tensor:
         x = as_flux_batch(flux)
         bin_size = self.config.input_length // self.config.input_bins
-        x = F.avg_pool1d(x, bin_size).transpose(1, 2)  # (B, bins, 1)
-        x, _ = self.lstm1(self.dropouts[0](x))  # (B, bins, 2h)
-        x, _ = self.gru(self.dropouts[1](x))  # (B, bins, h)
-        _, (final, _) = self.lstm2(self.dropouts[2](x))  # final: (2, B, h)
-        return self.dropouts[3](torch.cat([final[0], final[1]], dim=-1))  # (B, 2h)
+        return self.recurrent(F.avg_pool1d(x, bin_size).transpose(1, 2))  # (B, bins, 1) → (B, 2h)
 
 
 __all__ = ["GalSpecNet", "SpectraRNN"]

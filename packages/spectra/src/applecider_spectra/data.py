@@ -58,7 +58,7 @@ def build_arrays(spectra: Sequence[Spectrum], preprocess: PreprocessConfig, task
     kept = [candidates[j] for j in batch.indices]
     dtype = np.int64 if task == "classification" else np.float32
     return SpectraArrays(
-        batch.flux.numpy(), np.asarray([targets[j] for j in batch.indices], dtype=dtype),
+        batch.flux, np.asarray([targets[j] for j in batch.indices], dtype=dtype),
         [spectra[i].object_id for i in kept], batch.spectrum_ids, np.asarray([spectra[i].redshift for i in kept], float),
         batch.errors, np.asarray(kept, dtype=np.int64), dropped,
     )  # fmt: skip
@@ -127,4 +127,20 @@ def select(arrays: SpectraArrays, mask: np.ndarray) -> SpectraArrays:
     )  # fmt: skip
 
 
-__all__ = ["SpectraArrays", "SpectraDataset", "build_arrays", "group_split", "redshift_bins", "select"]
+def object_counts(arrays: SpectraArrays, class_names: Sequence[str]) -> dict[str, int]:
+    """Distinct objects per class among classification ``arrays`` (class coverage counts objects, not spectra)."""
+    pairs = set(zip(arrays.object_ids, arrays.targets.tolist()))
+    return {name: sum(1 for _, t in pairs if t == i) for i, name in enumerate(class_names)}
+
+
+def restrict_classes(arrays: SpectraArrays, class_names: Sequence[str], kept: Sequence[str]) -> SpectraArrays:
+    """Rows of the ``kept`` classes, targets re-indexed from ``class_names`` to ``kept``."""
+    new_index = np.array([list(kept).index(c) if c in kept else -1 for c in class_names], dtype=np.int64)
+    out = select(arrays, new_index[arrays.targets] >= 0)
+    out.targets = new_index[out.targets]
+    out.errors, out.dropped_labels = arrays.errors, arrays.dropped_labels
+    return out
+
+
+__all__ = ["SpectraArrays", "SpectraDataset", "build_arrays", "group_split", "object_counts", "redshift_bins",
+           "restrict_classes", "select"]

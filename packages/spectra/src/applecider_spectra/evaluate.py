@@ -1,6 +1,7 @@
 """Evaluation entry point (``cider evaluate spectra``): classification metrics (accuracy, top-3, macro-F1,
 macro and per-class ROC-AUC, confusion matrix PNG) under the three redshift strategies of paper II Table 8
-(catalogue z, regressor-predicted z, no z) in one report, the redshift regressor's Table 9 metrics with a
+(catalogue z, regressor-predicted z, no z) in one report, all scored on the one shared subset of spectra
+usable under every strategy, the redshift regressor's Table 9 metrics with a
 predicted-vs-true plot, and optional Monte-Carlo dropout (per-class probability std)."""
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from applecider_core.taxonomy import get_taxonomy
 from applecider_core.training import predict
 
 from . import ARCHITECTURES
-from .data import SpectraArrays, SpectraDataset, build_arrays
+from .data import SpectraArrays, SpectraDataset, build_arrays, select
 from .metrics import composite_score, plot_redshift, redshift_metrics
 from .preprocessing import PreprocessConfig
 from .train import SpectraRunConfig
@@ -102,8 +103,7 @@ def evaluate(config: SpectraRunConfig, model_dir: str | Path, out_dir: str | Pat
     kwargs = {"taxonomy": taxonomy, "class_names": classifier.config.class_names}
     given = model_preprocess(classifier)
     report: dict[str, Any] = {"split": split, "model": str(model_dir), "strategies": {}}
-    arrays = build_arrays(spectra, given, **kwargs)
-    report["strategies"]["given_z"] = classification_report_for(classifier, arrays, out_dir, "given_z", mc_passes)
+    strategies = {"given_z": (classifier, build_arrays(spectra, given, **kwargs))}
     if redshift_model_dir is not None:
         regressor = load_model(redshift_model_dir)
         z_pred, _ = predict_redshift(regressor, spectra)
@@ -113,12 +113,23 @@ def evaluate(config: SpectraRunConfig, model_dir: str | Path, out_dir: str | Pat
             report["redshift"] = redshift_metrics(z_pred[have_both], z_true[have_both])
             plot_redshift(z_pred[have_both], z_true[have_both], out_dir / "redshift_pred_vs_true.png")
         usable = [i for i in range(len(spectra)) if np.isfinite(z_pred[i])]
-        arrays = build_arrays([spectra[i] for i in usable], given, redshifts=z_pred[usable], **kwargs)
-        report["strategies"]["predicted_z"] = classification_report_for(classifier, arrays, out_dir, "predicted_z")
+        strategies["predicted_z"] = (classifier, build_arrays([spectra[i] for i in usable], given,
+                                                              redshifts=z_pred[usable], **kwargs))
     no_z_model = load_model(no_z_model_dir) if no_z_model_dir is not None else classifier
     no_z = PreprocessConfig.from_dict({**model_preprocess(no_z_model).to_dict(), "redshift_mode": "none"})
-    arrays = build_arrays(spectra, no_z, **kwargs)
-    report["strategies"]["no_z"] = classification_report_for(no_z_model, arrays, out_dir, "no_z")
+    strategies["no_z"] = (no_z_model, build_arrays(spectra, no_z, **kwargs))
+    # Every strategy is scored on the same spectra: those usable under all of them (given z needs a
+    # catalogue redshift, predicted z a regressor output), so the strategies differ only in the redshift.
+    shared = set.intersection(*(set(arrays.spectrum_ids) for _, arrays in strategies.values()))
+    report["shared_subset"] = {"spectra": len(shared), "usable_per_strategy": {
+        name: len(arrays) for name, (_, arrays) in strategies.items()}}
+    if not shared:
+        raise ValueError(f"no {split} spectrum is usable under every redshift strategy ({report['shared_subset']})")
+    for name, (model, arrays) in strategies.items():
+        subset = select(arrays, np.isin(arrays.spectrum_ids, sorted(shared)))
+        subset.errors = arrays.errors
+        report["strategies"][name] = classification_report_for(model, subset, out_dir, name,
+                                                               mc_passes if name == "given_z" else 0)
     report["no_z_model"] = str(no_z_model_dir or model_dir)
     (out_dir / "metrics.json").write_text(json.dumps(report, indent=1))
     return report
@@ -143,6 +154,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--split", default="test", choices=("train", "val", "test"))
     parser.add_argument("--mc-passes", type=int, default=0, help="Monte-Carlo dropout passes (0: off)")
     parser.add_argument("--output", help="output directory (default: <model>/../eval_<split>)")
+    args, _ = parser.parse_known_args(argv)
+    from .train_seed import SEED_ARCHS, config_arch
+
+    if config_arch(args.config, parse_overrides(args.set)) in SEED_ARCHS:  # SNIascore / CCSNscore systems
+        from .evaluate_seed import main as evaluate_seed_system
+
+        return evaluate_seed_system(argv)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     config = load_yaml(args.config, SpectraRunConfig, parse_overrides(args.set))

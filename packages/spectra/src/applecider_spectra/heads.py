@@ -49,10 +49,12 @@ def make_output(model: nn.Module, logits: torch.Tensor, embedding: torch.Tensor,
 
 
 @torch.no_grad()
-def mc_dropout_predict(model: nn.Module, flux: torch.Tensor, passes: int = 20) -> tuple[torch.Tensor, torch.Tensor]:
+def mc_dropout_predict(model: nn.Module, flux: torch.Tensor, passes: int = 20,
+                       **inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Monte-Carlo dropout (SNIascore): ``passes`` stochastic forward passes with dropout active and
     normalisation layers in eval mode. Returns mean and std over passes of the class probabilities (B, C)
-    (or of the predicted redshift (B, 1) for regressors)."""
+    (or of the predicted redshift (B, 1) for regressors; a model with ``output_probabilities`` maps its own
+    outputs, e.g. a sigmoid). ``inputs`` are further model inputs (CCSNscore's light curves)."""
     if passes < 1:
         raise ValueError(f"passes must be >= 1, got {passes}")
     was_training = model.training
@@ -60,12 +62,20 @@ def mc_dropout_predict(model: nn.Module, flux: torch.Tensor, passes: int = 20) -
     for module in model.modules():
         if isinstance(module, nn.Dropout):
             module.train()
+    # small recurrent models (SNIascore, CCSNscore) run several passes as one batch: the time loop runs once
+    group = max(1, min(passes, getattr(model, "mc_rows_per_batch", 0) // max(1, len(flux))))
     try:
         samples = []
-        for _ in range(passes):
-            out = model(flux).logits.float()
-            samples.append(out if model.config.task == "redshift" else out.softmax(-1))
-        stacked = torch.stack(samples)  # (passes, B, C)
+        for start in range(0, passes, group):
+            n = min(group, passes - start)
+            repeated = {k: v.repeat(n, *([1] * (v.ndim - 1))) for k, v in inputs.items()}
+            out = model(flux.repeat(n, *([1] * (flux.ndim - 1))), **repeated).logits.float()
+            if hasattr(model, "output_probabilities"):
+                out = model.output_probabilities(out)
+            elif model.config.task != "redshift":
+                out = out.softmax(-1)
+            samples.append(out.view(n, len(flux), -1))  # dropout masks are drawn per row: independent passes
+        stacked = torch.cat(samples)  # (passes, B, C)
     finally:
         model.train(was_training)
     return stacked.mean(0), stacked.std(0, unbiased=passes > 1)

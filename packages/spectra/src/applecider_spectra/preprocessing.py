@@ -17,10 +17,12 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 from applecider_core.config import ConfigError, PresetConfig, from_dict
 from applecider_core.records import Spectrum
@@ -143,10 +145,10 @@ def preprocess_spectrum(spectrum: Spectrum, config: PreprocessConfig | None = No
 
 @dataclass
 class PreprocessedBatch:
-    """Good spectra as tensors plus the errors of the bad ones."""
+    """Good spectra as arrays plus the errors of the bad ones (numpy: no torch import for ONNX-only runs)."""
 
-    flux: torch.Tensor  # (N_good, num_points) float32
-    valid: torch.Tensor  # (N_good, num_points) bool
+    flux: np.ndarray  # (N_good, num_points) float32
+    valid: np.ndarray  # (N_good, num_points) bool
     indices: list[int]  # positions of the good spectra in the input sequence
     spectrum_ids: list[str]
     errors: list[SpectrumError] = field(default_factory=list)
@@ -174,7 +176,7 @@ def preprocess_batch(spectra: Sequence[Spectrum], config: PreprocessConfig | Non
     n = config.num_points
     flux_array = np.stack(fluxes) if fluxes else np.zeros((0, n), dtype=np.float32)
     mask_array = np.stack(masks) if masks else np.zeros((0, n), dtype=bool)
-    return PreprocessedBatch(torch.from_numpy(flux_array), torch.from_numpy(mask_array), indices, ids, errors)
+    return PreprocessedBatch(flux_array, mask_array, indices, ids, errors)
 
 
 class EdgeMasking:
@@ -195,6 +197,8 @@ class EdgeMasking:
 
     def __call__(self, flux: torch.Tensor) -> torch.Tensor:
         """flux (L,) → a masked copy (L,)."""
+        import torch
+
         if self.probability < 1.0 and float(torch.rand(())) >= self.probability:
             return flux
         blue = bool(torch.randint(0, 2, ()).item())

@@ -21,16 +21,31 @@ import numpy as np
 
 from applecider_core.config import ConfigError, load_yaml, parse_overrides
 from applecider_core.dataset import open_dataset
-from applecider_core.taxonomy import get_taxonomy
+from applecider_core.taxonomy import DEFAULT_MIN_CLASS_OBJECTS, covered_classes, get_taxonomy
 from applecider_core.training import TrainingConfig, TrainResult, train
 
 from . import ARCHITECTURES, build_model
 from .configuration import TASKS
-from .data import SpectraArrays, SpectraDataset, build_arrays, group_split, redshift_bins, select
+from .data import (
+    SpectraArrays,
+    SpectraDataset,
+    build_arrays,
+    group_split,
+    object_counts,
+    redshift_bins,
+    restrict_classes,
+    select,
+)
 from .metrics import classification_metrics, redshift_compute_metrics
 from .preprocessing import EdgeMasking, PreprocessConfig
 
 logger = logging.getLogger(__name__)
+# The class lists of the papers (spectra taxonomy names): paper II Table 2 (10 merged types) and paper I
+# Table 7 (SpectraNet vs GalSpecNet, 9 classes).
+CLASS_PRESETS: dict[str, tuple[str, ...]] = {
+    "paper_ii_table2": ("SN Ia", "AGN", "SN Ic", "SN Ib", "SN IIn", "SN IIb", "CV", "TDE", "SLSN-I", "SN IIP"),
+    "paper_i_table7": ("SN Ia", "SN Ib", "SN Ic", "SN IIP", "SN IIb", "SN IIn", "AGN", "CV", "TDE"),
+}
 SUMMARY_KEYS = {
     "classification": ("accuracy", "top3_accuracy", "macro_f1", "macro_roc_auc", "composite"),
     "redshift": ("bias", "sigma", "mad", "mae", "rmse", "max_error", "r2", "outlier_rate_pct"),
@@ -42,9 +57,23 @@ class DataSection:
     path: str = "data/dataset"  # a directory written by `cider data build`
     taxonomy: str = "spectra"
     class_names: tuple[str, ...] | None = None  # subset/order of the taxonomy's classes (None: all)
+    class_preset: str | None = None  # a paper's class list (CLASS_PRESETS), used when class_names is None
+    min_class_objects: int = DEFAULT_MIN_CLASS_OBJECTS  # classification: classes need this many training objects
     redshift_split: str = "bins"  # redshift task: bins (re-split train+val by z bins) | dataset
     redshift_bins: int = 10
     split_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.class_preset is not None and self.class_preset not in CLASS_PRESETS:
+            raise ConfigError(f"data.class_preset must be one of {sorted(CLASS_PRESETS)}, got {self.class_preset!r}")
+
+    def candidate_classes(self) -> list[str]:
+        """class_names, else the preset's classes, else every class of the taxonomy."""
+        if self.class_names:
+            return list(self.class_names)
+        if self.class_preset:
+            return list(CLASS_PRESETS[self.class_preset])
+        return list(get_taxonomy(self.taxonomy).classes)
 
 
 @dataclass
@@ -85,7 +114,7 @@ def load_arrays(config: SpectraRunConfig) -> tuple[SpectraArrays, SpectraArrays,
     """Train and validation arrays from the shared dataset, and the class names."""
     dataset = open_dataset(config.data.path)
     taxonomy = get_taxonomy(config.data.taxonomy)
-    class_names = list(config.data.class_names or taxonomy.classes)
+    class_names = config.data.candidate_classes()
     preprocess = effective_preprocess(config)
     kwargs = {"task": config.task, "taxonomy": taxonomy, "class_names": class_names}
     if config.task == "redshift" and config.data.redshift_split == "bins":
@@ -101,6 +130,13 @@ def load_arrays(config: SpectraRunConfig) -> tuple[SpectraArrays, SpectraArrays,
                 len(val_arrays), len(train_arrays.errors) + len(val_arrays.errors), train_arrays.dropped_labels)
     if len(train_arrays) == 0:
         raise ValueError(f"{config.data.path}: no usable training spectra for task {config.task!r}")
+    if config.task == "classification":
+        counts = object_counts(train_arrays, class_names)
+        covered = list(covered_classes(class_names, counts, config.data.min_class_objects))
+        logger.info("classes with >= %d training objects: %s (objects %s)", config.data.min_class_objects, covered, counts)
+        train_arrays = restrict_classes(train_arrays, class_names, covered)
+        val_arrays = restrict_classes(val_arrays, class_names, covered)
+        class_names = covered
     return train_arrays, val_arrays, class_names
 
 
@@ -171,6 +207,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides = parse_overrides(args.set)
     if args.seeds:
         overrides["seeds"] = list(args.seeds)
+    from .train_seed import SEED_ARCHS, SeedRunConfig, config_arch
+
+    if config_arch(args.config, overrides) in SEED_ARCHS:  # SNIascore / CCSNscore: their own recipes
+        from .train_seed import run as run_seed_system
+
+        seed_config = load_yaml(args.config, SeedRunConfig, overrides)
+        print(json.dumps(run_seed_system(seed_config), indent=1, default=float))
+        return 0
     config = load_yaml(args.config, SpectraRunConfig, overrides)
     summary = run(config)
     print(format_summary(summary, config.task))

@@ -2,7 +2,7 @@
 
 - ``ztf``: one Avro container per message, as IPAC publishes ZTF alerts (``applecider_data.iter_avro_bytes``).
 - ``lsst``: Rubin alerts in Confluent wire format (magic byte 0, 4-byte schema id, schemaless Avro), decoded by
-  ``applecider_data.decode_wire_message`` when that applecider-data provides it.
+  ``applecider_data.decode_wire_message`` with the writer schemas of ``applecider_data.WireSchemas``.
 - ``auto``: by the first bytes (``Obj\\x01`` = Avro container, ``\\x00`` = wire format).
 
 A decoder never raises for a bad message: it returns a PacketError naming the message, which the stream turns
@@ -12,9 +12,8 @@ into an error record (and, if configured, a dead-letter message with the raw byt
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
-from applecider_data import PacketError, iter_avro_bytes
+from applecider_data import AlertParseError, PacketError, WireSchemas, decode_wire_message, iter_avro_bytes
 
 Decoded = list  # list[dict | PacketError]
 Decoder = Callable[[bytes, str], Decoded]
@@ -25,24 +24,19 @@ WIRE_FORMAT_MAGIC = b"\x00"
 def decode_ztf(value: bytes, where: str) -> Decoded:
     if not value:
         return [PacketError(where, "", "empty message")]
-    packets = list(iter_avro_bytes(value, where))
+    packets = [packet for _source, _item, packet in iter_avro_bytes(value, where)]
     return packets or [PacketError(where, "", "Avro container holds no alert")]
 
 
 class RubinDecoder:
-    """Wire-format messages through ``applecider_data.decode_wire_message(data, WireSchemas(dirs, registry))``
-    (the Rubin reader of applecider-data); without it every message is an error record saying so."""
+    """Wire-format messages through ``applecider_data.decode_wire_message(data, WireSchemas(dirs, registry))``;
+    the schemas (and their cache of ids) are made on the first message."""
 
     def __init__(self, schema_dirs: tuple[str, ...] = (), registry_url: str | None = None) -> None:
         self.schema_dirs, self.registry_url = schema_dirs, registry_url
-        self._schemas: Any = None
+        self._schemas: WireSchemas | None = None
 
     def __call__(self, value: bytes, where: str) -> Decoded:
-        try:
-            from applecider_data import AlertParseError, WireSchemas, decode_wire_message
-        except ImportError:
-            return [PacketError(where, "", "Rubin wire-format decoding needs applecider_data.decode_wire_message, "
-                                           "which this applecider-data does not provide")]  # fmt: skip
         if self._schemas is None:
             self._schemas = WireSchemas(self.schema_dirs, registry_url=self.registry_url)
         try:
