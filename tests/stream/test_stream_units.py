@@ -3,9 +3,11 @@ builders (+ a recorded real alert document), SkyPortal write-back against a loop
 
 from __future__ import annotations
 
+import io
 import json
 
 import bson
+import fastavro
 import pytest
 
 from applecider_core.config import ConfigError
@@ -64,6 +66,20 @@ def test_decoders():
     assert isinstance(wire, PacketError)
     with pytest.raises(ValueError, match="allowed"):
         get_decoder("rubin")
+
+
+def test_rubin_decoder_reads_wire_messages_with_the_schema_directory(tmp_path):
+    schema = {"type": "record", "name": "alert", "namespace": "lsst.v9_0",
+              "fields": [{"name": "diaSourceId", "type": "long"}, {"name": "ra", "type": "double"}]}  # fmt: skip
+    (tmp_path / "900.avsc").write_text(json.dumps(schema))
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, fastavro.parse_schema(schema), {"diaSourceId": 17, "ra": 1.5})
+    message = bytes([0]) + (900).to_bytes(4, "big") + body.getvalue()
+    for name in ("lsst", "auto"):
+        (packet,) = get_decoder(name, lsst_schema_dirs=(str(tmp_path),))(message, "t[2]@0")
+        assert (packet["diaSourceId"], packet["ra"], packet["lsst_schema_version"]) == (17, 1.5, "lsst.v9_0")
+    (unknown,) = get_decoder("lsst", lsst_schema_dirs=(str(tmp_path),))(message[:1] + (901).to_bytes(4, "big"), "t[2]@1")
+    assert isinstance(unknown, PacketError) and "901" in str(unknown) and "t[2]@1" in str(unknown)
 
 
 def test_settings_yaml_and_flags(tmp_path):
