@@ -132,7 +132,8 @@ def test_history_stays_on_one_consumer_and_matches_sequential(kafka, unique, str
     streamed = {**by_consumer["h1"], **by_consumer["h2"]}
     assert set(streamed) == set(sequential)
     for candid, record in sequential.items():
-        for name, p in record["fused"].items():
+        assert (streamed[candid]["fused"] is None) == (record["fused"] is None), candid
+        for name, p in (record["fused"] or {}).items():
             assert streamed[candid]["fused"][name] == pytest.approx(p, abs=1e-5), candid
 
 
