@@ -3,8 +3,10 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-MEMBERS := packages/core data_tools packages/photometry packages/images packages/spectra packages/fusion
+MEMBERS := packages/core data_tools packages/photometry packages/images packages/spectra packages/fusion packages/stream
 STAMP := $(VENV)/.installed
+# extras installed with a member (Ray Data for `cider classify --engine ray`)
+EXTRAS_packages/fusion := [ray]
 PYPROJECTS := pyproject.toml $(addsuffix /pyproject.toml,$(MEMBERS))
 # torch/torchvision pinned to the wheels on the build machines' disk (pip takes them from there).
 TORCH := torch==2.14.1 torchvision==0.29.1
@@ -21,7 +23,7 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python $(PYPROJECTS)
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet $(foreach m,$(MEMBERS),-e $(m)) -e ".[dev]"
+	$(BIN)/pip install --quiet $(foreach m,$(MEMBERS),-e "$(m)$(EXTRAS_$(m))") -e ".[dev]"
 	touch $(STAMP)
 
 install: $(STAMP) browser

@@ -54,33 +54,3 @@ def public_tables(tmp_path_factory, synthetic_packets) -> dict:
     pd.DataFrame(rows).to_parquet(folder / "light_curves.parquet")
     return {"dir": folder, "labels": folder / "labels.csv", "spectra": folder / "spectra.parquet",
             "light_curves": folder / "light_curves.parquet"}
-
-
-@pytest.fixture
-def recorded_server(tmp_path):
-    """Start ``recorded_server.py`` (a separate process on 127.0.0.1) with given routes; yields (url, log)."""
-    import json
-    import subprocess
-    import sys
-    import time
-    from pathlib import Path
-
-    processes = []
-
-    def start(routes: dict) -> tuple[str, Path]:
-        routes_path, port_file, log = tmp_path / "routes.json", tmp_path / "port", tmp_path / "requests.log"
-        routes_path.write_text(json.dumps(routes))
-        script = Path(__file__).with_name("recorded_server.py")
-        proc = subprocess.Popen([sys.executable, str(script), str(routes_path), str(port_file), str(log)])
-        processes.append(proc)
-        deadline = time.monotonic() + 20
-        while not port_file.exists():
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("recorded server did not start")
-            time.sleep(0.05)
-        return f"http://127.0.0.1:{port_file.read_text()}", log
-
-    yield start
-    for proc in processes:
-        proc.terminate()
-        proc.wait(timeout=10)

@@ -2,7 +2,8 @@
 
 Usage: python recorded_server.py ROUTES_JSON PORT_FILE LOG_FILE. ROUTES_JSON maps a route key to a list of
 responses ``{"status", "headers", "body"}`` served in order (the last one repeats). Route keys are
-``"GET <path>"`` or ``"POST <path> <catalog>"`` (the catalog of a Kowalski query body). Every request is
+``"GET <path>"``, ``"PUT <path>"`` or ``"POST <path> <catalog>"`` (the catalog of a Kowalski query body;
+``"POST <path>"`` for other bodies). Every request is
 appended to LOG_FILE as one JSON line (method, path, headers, body).
 """
 
@@ -44,8 +45,11 @@ def main() -> None:
 
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
-            catalog = json.loads(body).get("query", {}).get("catalog", "")
-            self._reply(f"POST {self.path} {catalog}", body)
+            catalog = (json.loads(body) if body else {}).get("query", {}).get("catalog", "")
+            self._reply(f"POST {self.path} {catalog}".rstrip(), body)
+
+        def do_PUT(self) -> None:
+            self._reply(f"PUT {self.path}", self.rfile.read(int(self.headers.get("Content-Length", 0))).decode())
 
         def log_message(self, *args) -> None:
             pass

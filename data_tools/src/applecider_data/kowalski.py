@@ -140,6 +140,35 @@ def packet_to_documents(packet: Mapping) -> tuple[dict, dict]:
     return doc, aux
 
 
+# ---- classification write-back (Kowalski / BOOM style) -------------------------------------------------------
+CLASSIFICATION_FIELD = "classifications.applecider"
+RECORD_IDENTITY_FIELDS = ("objectId", "candid")  # already in the alert document
+
+
+def classification_update(record: Mapping, model_versions: Mapping[str, str] | None = None,
+                          field: str = CLASSIFICATION_FIELD) -> tuple[dict, dict] | None:
+    """``(filter, update)`` writing one classification record onto its alert document (``_id`` = candid).
+
+    ``$set`` of ``field`` replaces the whole sub-document, so applying it twice (a replay) changes nothing.
+    None for a record without a candid (an undecodable message has no alert document).
+    """
+    if record.get("candid") is None:
+        return None
+    value = {k: v for k, v in record.items() if k not in RECORD_IDENTITY_FIELDS}
+    if model_versions:
+        value["model_versions"] = dict(model_versions)
+    return {"_id": int(record["candid"])}, {"$set": {field: value}}
+
+
+def classification_requests(records: Iterable[Mapping], model_versions: Mapping[str, str] | None = None,
+                            field: str = CLASSIFICATION_FIELD, upsert: bool = False) -> list:
+    """pymongo ``UpdateOne`` requests for ``bulk_write`` (records without a candid are left out)."""
+    from pymongo import UpdateOne
+
+    updates = (classification_update(r, model_versions, field) for r in records)
+    return [UpdateOne(flt, update, upsert=upsert) for flt, update in (u for u in updates if u is not None)]
+
+
 # ---- transports ----------------------------------------------------------------------------------------
 class MongoTransport:
     """Run query dicts directly on the Kowalski MongoDB (``KOWALSKI_MONGO_URI``)."""
@@ -162,6 +191,14 @@ class MongoTransport:
         if query["query_type"] == "aggregate":
             return list(collection.aggregate(q["pipeline"], **kwargs))
         raise ValueError(f"query_type {query['query_type']!r} not supported; allowed: find, aggregate")
+
+    def bulk_write(self, catalog: str, requests: Sequence) -> dict:
+        """Unordered ``bulk_write`` of update requests on ``catalog`` → matched/modified/upserted counts."""
+        if not requests:
+            return {"matched": 0, "modified": 0, "upserted": 0}
+        result = self.db[catalog].bulk_write(list(requests), ordered=False)
+        return {"matched": result.matched_count, "modified": result.modified_count,
+                "upserted": result.upserted_count}  # fmt: skip
 
 
 class HTTPTransport:

@@ -163,7 +163,7 @@ def _ztf_row(record: dict) -> dict:
     record["prv_candidates"] = _json_field(record.get("prv_candidates"), "prv_candidates")
     for name in CUTOUT_FIELDS:
         value = record.get(name)
-        record[name] = None if value is None else {"fileName": "", "stampData": value}
+        record[name] = None if value is None or isinstance(value, dict) else {"fileName": "", "stampData": value}
     return record
 
 
@@ -184,10 +184,17 @@ def iter_alert_parquet(path: str | Path, batch_size: int = 64) -> Iterator[tuple
         for record in batch.to_pylist():
             item = f"row {row} " + (f"diaSourceId {record.get('diaSourceId')}" if rubin else f"candid {record.get('candid')}")
             row += 1
-            try:
-                yield str(path), item, _rubin_row(record) if rubin else _ztf_row(record)
-            except json.JSONDecodeError as err:
-                yield str(path), item, PacketError(str(path), item, f"invalid JSON in a packet column: {err}")
+            yield str(path), item, parquet_row_to_packet(record, str(path), item, rubin)
+
+
+def parquet_row_to_packet(record: dict, source: str = "parquet", item: str = "", rubin: bool | None = None
+                          ) -> PacketOrError:
+    """One alert parquet row (dict) → packet dict, in place: Rubin (``diaSource`` column) or ZTF (JSON columns
+    decoded, cutouts wrapped); a PacketError when a JSON column is invalid."""
+    try:
+        return _rubin_row(record) if (rubin if rubin is not None else "diaSource" in record) else _ztf_row(record)
+    except json.JSONDecodeError as err:
+        return PacketError(source, item, f"invalid JSON in a packet column: {err}")
 
 
 def _expand(paths: Iterable[str | Path]) -> Iterator[Path]:

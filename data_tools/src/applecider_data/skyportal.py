@@ -72,29 +72,34 @@ class SkyPortalClient:
 
     def get(self, path: str, params: dict | None = None) -> dict:
         """GET ``path`` → the response's ``data``; retries 429/5xx; raises SourceError otherwise."""
+        return self.request("GET", path, params=params)
+
+    def request(self, method: str, path: str, params: dict | None = None, payload: dict | None = None):
+        """``method path`` (JSON ``payload``) → the response's ``data``; retries 429 (Retry-After) and 5xx with
+        backoff, then raises SourceError naming the last status."""
         import requests
 
         url = f"{self.base_url}/{path.lstrip('/')}"
         for attempt in range(self.max_retries + 1):
             try:
-                response = self.session.get(url, params=params, timeout=self.timeout)
+                response = self.session.request(method, url, params=params, json=payload, timeout=self.timeout)
             except requests.RequestException as err:
                 if attempt == self.max_retries:
-                    raise SourceError(f"SkyPortal {url}: {err}") from None
+                    raise SourceError(f"SkyPortal {method} {url}: {err}") from None
                 self.sleep(self._delay(attempt, None))
                 continue
             if response.status_code in RETRY_STATUS and attempt < self.max_retries:
                 delay = self._delay(attempt, response.headers.get("Retry-After"))
-                logger.info("SkyPortal %s: HTTP %d, retrying in %.1f s", url, response.status_code, delay)
+                logger.info("SkyPortal %s %s: HTTP %d, retrying in %.1f s", method, url, response.status_code, delay)
                 self.sleep(delay)
                 continue
             if response.status_code != 200:
-                raise SourceError(f"SkyPortal {url}: HTTP {response.status_code}: {response.text[:200]}")
+                raise SourceError(f"SkyPortal {method} {url}: HTTP {response.status_code}: {response.text[:200]}")
             body = response.json()
             if body.get("status") != "success":
-                raise SourceError(f"SkyPortal {url}: {body.get('status')}: {body.get('message')}")
+                raise SourceError(f"SkyPortal {method} {url}: {body.get('status')}: {body.get('message')}")
             return body.get("data")
-        raise SourceError(f"SkyPortal {url}: gave up after {self.max_retries} retries")
+        raise SourceError(f"SkyPortal {method} {url}: gave up after {self.max_retries} retries")
 
     def spectra(self, obj_id: str) -> list[SourcedSpectrum]:
         data = self.get(f"/api/sources/{obj_id}/spectra") or {}

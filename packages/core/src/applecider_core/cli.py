@@ -42,6 +42,7 @@ KNOWN_COMMANDS = {
     "evaluate": "applecider-fusion", "classify": "applecider-fusion", "examples": "applecider-fusion",
     "export.onnx": "applecider-fusion",
     "report": "applecider-fusion",
+    "stream": "applecider-stream",
 }  # fmt: skip
 
 

@@ -111,12 +111,16 @@ class Tally:
 
 
 def run(paths: Iterable[str], classifier: Classifier, sinks: Sequence[Callable[[dict], object]], spectra: dict,
-        batch_size: int, show: int = 20, progress: bool = True, schemas: WireSchemas | None = None) -> Tally:
-    """Classify everything under ``paths``, handing each record to every sink; returns the tally."""
+        batch_size: int, show: int = 20, progress: bool = True, schemas: WireSchemas | None = None,
+        records: Iterable[dict] | None = None) -> Tally:
+    """Classify everything under ``paths`` (or take ``records`` computed elsewhere, e.g. on Ray), handing each
+    record to every sink; returns the tally."""
     shown: list[dict] = []
     tally = Tally()
     bar = tqdm(desc="alerts", unit="alert", disable=not progress, file=sys.stderr)
-    for record in classifier.stream(iter_packets(list(paths), schemas), spectra=spectra, batch_size=batch_size):
+    if records is None:
+        records = classifier.stream(iter_packets(list(paths), schemas), spectra=spectra, batch_size=batch_size)
+    for record in records:
         for sink in sinks:
             sink(record)
         tally.add(record)
@@ -153,12 +157,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="Avro schemas of wire-format messages: <id>.avsc or lsst.v<M>_<m>.alert.avsc files")
     parser.add_argument("--schema-registry", metavar="URL", help="Confluent-compatible schema registry URL")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    parser.add_argument("--engine", choices=ENGINES, default="torch",
-                        help="torch (saved weights) or onnxruntime[-int8] (model.onnx from `cider export onnx`)")
+    parser.add_argument("--engine", choices=(*ENGINES, "ray"), default="torch",
+                        help="torch (saved weights), onnxruntime[-int8] (model.onnx from `cider export onnx`), or "
+                             "ray: torch on Ray Data actors over alert parquet tables (the [ray] extra)")
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
                         help="CPU threads per engine (default 1: fastest under load; 0 = the library's choice)")
     parser.add_argument("--report", metavar="HTML", help="also write a self-contained HTML report (see cider report)")
     parser.add_argument("--show", type=int, default=20, help="rows of the summary table printed to stderr")
+    parser.add_argument("--ray-address", help="existing Ray cluster (auto, ray://HEAD:10001); default: a local Ray")
+    parser.add_argument("--ray-workers", type=int, default=2, help="Ray actors (each loads the models once)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     if args.batch_size < 1:
@@ -175,7 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError:
         parser.error(f"--weight takes MODALITY=NUMBER, got {args.weight}")
     try:
-        classifier = Classifier.from_dir(args.models, device=args.device, weights=weights, engine=args.engine,
+        local_engine = "torch" if args.engine == "ray" else args.engine
+        classifier = Classifier.from_dir(args.models, device=args.device, weights=weights, engine=local_engine,
                                          threads=args.threads)
         spectra = read_spectra_table(args.spectra) if args.spectra else {}
     except (FusionError, PretrainedError, EngineError, OSError, ValueError) as error:
@@ -183,16 +191,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     writer = _Writer(args.out, fmt, classifier.fusion.classes)
     collected: list[dict] = []  # for --report (a night's records are small next to its packets)
     sinks = [writer.write, *([collected.append] if args.report else [])]
+    records = None
+    if args.engine == "ray":
+        from .backfill import classify_on_ray, parquet_inputs
+
+        try:
+            parquet_inputs(args.alerts)
+        except ValueError as error:
+            parser.exit(2, f"cider classify: error: {error}\n")
+        records = classify_on_ray(args.alerts, args.models, spectra, args.batch_size, args.ray_workers,
+                                  args.ray_address, args.device, weights, args.threads or 1)  # fmt: skip
     start = time.perf_counter()
     try:
         schemas = WireSchemas(args.schema_dir, args.schema_registry)
         tally = run(args.alerts, classifier, sinks, spectra, args.batch_size, args.show,
-                    progress=not args.no_progress, schemas=schemas)
+                    progress=not args.no_progress, schemas=schemas, records=records)
     finally:
         writer.close()
     elapsed = time.perf_counter() - start
     stages = ", ".join(f"{k} {v:.2f}s" for k, v in sorted(classifier.timings.seconds.items()))
-    print(f"{tally.written} records ({tally.failed} without a classification) in {elapsed:.1f}s [{stages}]"
+    print(f"{tally.written} records ({tally.failed} without a classification) in {elapsed:.1f}s "
+          f"[{stages or 'engine ' + args.engine}]"
           + (f"; written to {args.out}" if args.out else ""), file=sys.stderr)
     print(modality_summary(classifier, tally.used, tally.written, spectra), file=sys.stderr)
     print(tally.trust_line(), file=sys.stderr)

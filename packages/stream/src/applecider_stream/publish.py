@@ -1,0 +1,90 @@
+"""Publish alert packets to a Kafka topic the way surveys do: one Avro container per message, keyed by objectId.
+
+Every alert of an object goes to one partition (``crc32(objectId) % partitions``, the same rule as
+librdkafka's default ``consistent_random`` partitioner for keyed messages), which is what keeps per-object
+history on one consumer (see runner.py). Used by the tests, the benchmark and to replay an archive.
+
+``backlog``: optional pacing by a consumer group's committed offsets, for brokers with little retention
+(librdkafka's mock cluster keeps ~5 MB per partition): a message is produced only while the group's
+uncommitted bytes in its partition stay under the budget, so no uncommitted message is ever truncated away.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from applecider_data import PacketError
+from applecider_data.writers import packet_to_avro
+
+
+@dataclass
+class Backlog:
+    """Pacing: ``watcher`` is a Consumer with the group's ``group.id`` (used only for ``committed()``)."""
+
+    watcher: Any
+    max_bytes_per_partition: int = 3_000_000
+    timeout_s: float = 300.0
+
+
+def partition_of(object_id: str, partitions: int) -> int:
+    return zlib.crc32(object_id.encode()) % partitions
+
+
+def encode_packets(packets: Iterable[Mapping[str, Any] | PacketError]) -> Iterator[tuple[str, bytes]]:
+    """(objectId, one-alert Avro container) per packet; PacketErrors are skipped."""
+    for packet in packets:
+        if not isinstance(packet, PacketError):
+            yield str(packet["objectId"]), packet_to_avro(packet)
+
+
+def publish_packets(producer: Any, topic: str, packets: Iterable[Mapping[str, Any] | PacketError], partitions: int,
+                    backlog: Backlog | None = None, flush_timeout_s: float = 60.0) -> int:  # fmt: skip
+    """Produce every packet (PacketErrors are skipped) and flush; returns the number produced."""
+    return publish_messages(producer, topic, encode_packets(packets), partitions, backlog, flush_timeout_s)
+
+
+def publish_messages(producer: Any, topic: str, messages: Iterable[tuple[str, bytes]], partitions: int,
+                     backlog: Backlog | None = None, flush_timeout_s: float = 60.0) -> int:  # fmt: skip
+    """Produce ``(objectId, value)`` messages keyed by objectId, paced by ``backlog`` if given, and flush."""
+    from confluent_kafka import TopicPartition
+
+    failures: list[str] = []
+    in_flight: dict[int, list[list[int]]] = defaultdict(list)  # partition -> [[offset or -1, bytes]]
+
+    def wait_for_room(partition: int, size: int) -> None:
+        """Block until the partition's uncommitted bytes leave room (asks the group only when over budget)."""
+        deadline = time.monotonic() + backlog.timeout_s
+        while sum(e[1] for e in in_flight[partition]) + size > backlog.max_bytes_per_partition and in_flight[partition]:
+            producer.poll(0)
+            committed = backlog.watcher.committed([TopicPartition(topic, partition)], timeout=10)[0].offset
+            in_flight[partition] = [e for e in in_flight[partition] if e[0] < 0 or e[0] >= committed]
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic}[{partition}]: the group committed nothing for {backlog.timeout_s} s")
+            time.sleep(0.05)
+
+    produced = 0
+    for object_id, value in messages:
+        partition = partition_of(object_id, partitions)
+        if backlog is not None:
+            wait_for_room(partition, len(value))
+        entry = [-1, len(value)]
+
+        def on_delivery(error, message, entry=entry) -> None:
+            if error is not None:
+                failures.append(f"key {message.key()!r}: {error}")
+            entry[0] = message.offset() if error is None else -1
+
+        producer.produce(topic, value=value, key=object_id.encode(), partition=partition, on_delivery=on_delivery)
+        in_flight[partition].append(entry)
+        producer.poll(0)
+        produced += 1
+    remaining = producer.flush(flush_timeout_s)
+    if remaining or failures:
+        raise RuntimeError(f"{topic}: {remaining} messages not delivered within {flush_timeout_s} s; "
+                           f"{len(failures)} failed: {failures[:3]}")
+    return produced
