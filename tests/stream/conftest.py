@@ -86,6 +86,14 @@ class StreamProcess:
             time.sleep(0.2)
         raise AssertionError(f"{self.log.name}: no {text!r} within {timeout_s} s:\n{self.log.read_text()[-3000:]}")
 
+    def wait_records(self, timeout_s: float = 240.0) -> None:
+        """Until the process has written records (a batch went through every sink), it exits, or time runs out."""
+        deadline = time.monotonic() + timeout_s
+        while not self.out.exists() or not self.out.read_text().strip():
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise AssertionError(f"{self.log.name}: no record written within {timeout_s} s:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.2)
+
     def wait(self, timeout_s: float = 240.0) -> int:
         try:
             return self.process.wait(timeout=timeout_s)
