@@ -169,3 +169,20 @@ def test_records_without_trust_settings_say_so_and_with_them_carry_the_fields(mo
     assert classify_main([str(p) for p in paths] + ["--models", str(models_dir), "--out",
                                                     str(tmp_path / "o.csv"), "--no-progress"]) == 0
     assert "trust not assessed" in capsys.readouterr().err
+
+
+def test_an_object_first_detected_in_an_earlier_episode_is_classified_and_flagged(models_dir, tmp_path):
+    """jdstarthist 800 d before the packet's history: photometry still runs (Δt from the curve's first point),
+    the record says why in notes and, with trust settings, among ood_reasons."""
+    packets = synthetic.make_packets(1, seed=8, n_objects=1)
+    candidate = packets[0]["candidate"]
+    history_start = min([candidate["jd"]] + [p["jd"] for p in packets[0]["prv_candidates"] or [] if p.get("magpsf")])
+    candidate["jdstarthist"] = history_start - 800.0
+    trusted_dir = tmp_path / "models"
+    shutil.copytree(models_dir, trusted_dir)
+    _settings(energy_limits={}).save(trusted_dir / TRUST_SETTINGS_NAME)
+    (record,) = Classifier.from_dir(trusted_dir).classify(packets)
+    assert "photometry" in record["modalities"] and not record["errors"]
+    restart = [n for n in record["notes"] if n.startswith("photometry: first detection 800 d before")]
+    assert restart and restart[0].endswith("an earlier episode); Δt counted from the first point")
+    assert record["ood"] and restart[0] in record["ood_reasons"]

@@ -16,7 +16,9 @@ from applecider_photometry.features import (
     NoDetectionsError,
     build_events,
     build_many,
+    delta_t_origin,
     from_preprocessor,
+    history_restart_days,
     merge_band,
     merge_events,
     preprocessor_dict,
@@ -217,3 +219,19 @@ def test_dt_is_measured_from_the_first_detection_known():
     assert build_events(lc.select(np.array([True, True])), FeatureConfig(horizon_days=None)).times_days[0] == 40.0
     unknown = LightCurve("y", [60040.0, 60042.0], ["ztfg", "ztfr"], [100.0, 120.0], [5.0, 5.0], [True, True])
     np.testing.assert_allclose(build_events(unknown, FeatureConfig(horizon_days=None)).times_days, [0.0, 2.0])
+
+
+def test_a_first_detection_of_an_earlier_episode_restarts_dt_at_the_curve():
+    """jdstarthist 762 d before the curve (an old variable source or an artefact): Δt counts from the curve's
+    first event, so the 100-d model still reads it, and history_restart_days reports the gap; 100 d exactly
+    is still the same episode."""
+    days = [60762.0, 60764.5]
+    lc = LightCurve("x", days, ["ztfg", "ztfr"], [100.0, 120.0], [5.0, 5.0], [True, True], first_detection_mjd=60000.0)
+    seq = build_events(lc, FeatureConfig(horizon_days=100.0))
+    np.testing.assert_allclose(seq.times_days, [0.0, 2.5])
+    assert history_restart_days(lc, FeatureConfig()) == pytest.approx(762.0)
+    same = LightCurve("y", days, ["ztfg", "ztfr"], [100.0, 120.0], [5.0, 5.0], [True, True], first_detection_mjd=60662.0)
+    np.testing.assert_allclose(build_events(same, FeatureConfig(horizon_days=None)).times_days, [100.0, 102.5])
+    assert history_restart_days(same, FeatureConfig()) is None
+    assert delta_t_origin(60762.0, 60661.0) == 60762.0 and delta_t_origin(60762.0, 60662.0) == 60662.0
+    assert delta_t_origin(60762.0, float("nan")) == 60762.0 and delta_t_origin(60762.0, 60800.0) == 60762.0

@@ -32,7 +32,7 @@ from applecider_core.records import METADATA_FEATURES, Alert, LightCurve, Spectr
 from applecider_data import AlertParseError, PacketError, merge_light_curves, packet_to_alert
 
 from .fusion import MODALITIES, FusionError, ProbabilityFusion
-from .runners import RUNNER_TYPES, ModalityRunner, SpectralSystems, load_runner
+from .runners import HISTORY_RESTART_NOTE, RUNNER_TYPES, ModalityRunner, SpectralSystems, load_runner
 from .trust import NO_TRUST_NOTE, TrustSettings, read_trust_settings
 
 FUSION_SETTINGS_NAME = "fusion.json"  # per-modality weights and temperatures next to the model folders
@@ -202,6 +202,9 @@ class Classifier:
             if run:
                 values[run], item_errors = runner.predict([inputs[i] for i in run], self.timings)
                 for i, message in zip(run, item_errors):
+                    note = runner.history_note(inputs[i]) if modality == "photometry" and not message else None
+                    if note:
+                        notes[i].append(note)
                     if message and modality == "images":
                         _file_stamp_problems(message, notes[i], errors[i])
                     elif message:
@@ -272,7 +275,9 @@ class Classifier:
             return {}
         detections = int(alert.light_curve.is_detection.sum()) if "photometry" in logits else None
         metadata = dict(zip(METADATA_FEATURES, map(float, alert.metadata))) if "images" in logits else None
-        fields = self.trust.assess(fused, logits, self.fusion.temperatures, detections, metadata, _age_days(alert))
+        restarted = [n for n in notes if n.startswith(HISTORY_RESTART_NOTE)] if "photometry" in logits else []
+        fields = self.trust.assess(fused, logits, self.fusion.temperatures, detections, metadata, _age_days(alert),
+                                   restarted)
         notes += fields.pop("notes")
         return fields
 

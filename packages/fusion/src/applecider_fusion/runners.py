@@ -36,6 +36,7 @@ from applecider_core.records import CUTOUT_SIZE, Alert, LightCurve, Spectrum
 
 Inputs = dict[str, np.ndarray]
 Engine = Callable[[Mapping[str, np.ndarray]], np.ndarray]
+HISTORY_RESTART_NOTE = "photometry: first detection"  # how PhotometryRunner.history_note starts (an OOD reason)
 
 
 class ModalityRunner:
@@ -159,6 +160,16 @@ class PhotometryRunner(ModalityRunner):
         bands = sorted(set(item.band.tolist()))
         return (f"model trained on {self.survey} light curves (bands {list(self.config.bands)}); "
                 f"this one is {survey} ({bands}): not run")
+
+    def history_note(self, light_curve: LightCurve) -> str | None:
+        """Why this curve's Δt does not count from the object's first detection (an earlier episode), or None."""
+        from applecider_photometry.features import NEW_EPISODE_GAP_DAYS, history_restart_days
+
+        gap = history_restart_days(light_curve, self.feature_config)
+        if gap is None:
+            return None
+        return (f"{HISTORY_RESTART_NOTE} {gap:,.0f} d before this light curve's first point (more than "
+                f"{NEW_EPISODE_GAP_DAYS:g} d: an earlier episode); Δt counted from the first point")
 
     def prepare(self, items: Sequence[LightCurve]) -> tuple[Inputs, list[int], list[str | None]]:
         from applecider_photometry import NoDetectionsError, build_events, pad_events

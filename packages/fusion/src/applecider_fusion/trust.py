@@ -155,9 +155,11 @@ class TrustSettings:
         return [c for c, p in zip(self.classes, fused) if p >= thresholds[c]]
 
     def ood_reasons(self, logits: Mapping[str, np.ndarray], temperatures: Mapping[str, float],
-                    detections: int | None = None, metadata: Mapping[str, float] | None = None) -> list[str]:
-        """Why one item lies outside the training data (empty when it does not), for the modalities used."""
-        reasons = []
+                    detections: int | None = None, metadata: Mapping[str, float] | None = None,
+                    input_reasons: Sequence[str] = ()) -> list[str]:
+        """Why one item lies outside the training data (empty when it does not), for the modalities used;
+        ``input_reasons`` are the runners' own (e.g. a light curve of an earlier episode's object)."""
+        reasons = list(input_reasons)
         if detections is not None and self.min_detections is not None and detections < self.min_detections:
             reasons.append(f"photometry: {detections} detection(s), fewer than any training light curve "
                            f"({self.min_detections})")
@@ -175,12 +177,12 @@ class TrustSettings:
 
     def assess(self, fused: np.ndarray, logits: Mapping[str, np.ndarray], temperatures: Mapping[str, float],
                detections: int | None = None, metadata: Mapping[str, float] | None = None,
-               age_days: float | None = None) -> dict:
+               age_days: float | None = None, input_reasons: Sequence[str] = ()) -> dict:
         """The record fields prediction_set, abstain, ood and ood_reasons for one item (the modalities are the
         keys of ``logits``), and ``notes`` about them."""
         group = self.group(list(logits), age_days)
         members = self.prediction_set(fused, group)
-        reasons = self.ood_reasons(logits, temperatures, detections, metadata)
+        reasons = self.ood_reasons(logits, temperatures, detections, metadata, input_reasons)
         top = self.classes[int(np.argmax(fused))]
         notes = []
         if group == ALL and pattern_of(list(logits)) not in self.group_thresholds:

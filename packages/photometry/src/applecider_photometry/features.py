@@ -11,7 +11,8 @@ Pipeline (detections only):
    (The reference code used ``1/σ`` and averaged the errors; see research notes §1.1.)
 3. *Events*: merged points of all bands in time order (ties by band g, r, i). With ``Δt`` days since the
    object's first detection (``LightCurve.first_detection_mjd``: ZTF's jdstarthist, in training and in
-   streaming; the first event when unknown) and ``δt`` days since the previous one (0 for the first), the channels are
+   streaming; the first event when unknown or more than 100 d before it, see :func:`delta_t_origin`) and
+   ``δt`` days since the previous one (0 for the first), the channels are
    ``[log1p Δt, log1p δt, log10 f, σ_logf, one-hot band]`` (one channel per band of ``FeatureConfig.bands``:
    ``g, r, i`` for ZTF, ``u g r i z y`` for Rubin) with ``f = max(flux, FLUX_FLOOR_UJY)`` and
    ``σ_logf = σ_f / (f ln 10)`` clipped to ``MAX_SIGMA_LOGF``.
@@ -44,6 +45,7 @@ MERGE_WINDOW_DAYS = 0.5
 FLUX_FLOOR_UJY = 1.0
 MAX_SIGMA_LOGF = 5.0
 DEFAULT_HORIZON_DAYS = 100.0
+NEW_EPISODE_GAP_DAYS = DEFAULT_HORIZON_DAYS  # a first detection further before the curve starts an earlier episode
 DEFAULT_MAX_EVENTS = 257
 DUPLICATE_MJD_DECIMALS = 5
 N_CONTINUOUS = 4
@@ -171,16 +173,40 @@ def merge_events(lc: LightCurve, window_days: float = MERGE_WINDOW_DAYS,
     return MergedPoints(mjd[order], flux[order], err[order], band_index[order].astype(np.int64), n_merged[order])
 
 
-def event_features(points: MergedPoints, flux_floor_ujy: float = FLUX_FLOOR_UJY,
-                   n_bands: int = len(ZTF_BANDS), first_detection_mjd: float = float("nan")) -> tuple[np.ndarray, np.ndarray]:
-    """(L, 4 + n_bands) float32 unnormalised features and (L,) float32 Δt in days of merged points.
+def delta_t_origin(first_event_mjd: float, first_detection_mjd: float) -> float:
+    """The epoch Δt counts from: the object's first detection (ZTF's jdstarthist) when it is known, not after
+    the first event and at most ``NEW_EPISODE_GAP_DAYS`` before it; otherwise the first event.
 
-    Δt is measured from ``first_detection_mjd`` when it is known and not after the first event (the object's
-    ZTF jdstarthist), else from the first event.
+    A first detection further back belongs to an earlier episode (an old variable source, a host's earlier
+    transient, an artefact years ago): measured from it, every event would lie beyond the 100-d training
+    horizon and the model could not speak; counted from this curve's first event, the curve is read as the
+    new transient it looks like, and :func:`history_restart_days` lets the caller say so.
     """
-    start = points.mjd[0]
-    if np.isfinite(first_detection_mjd) and first_detection_mjd < start:
-        start = first_detection_mjd
+    if not np.isfinite(first_detection_mjd) or first_detection_mjd >= first_event_mjd:
+        return float(first_event_mjd)
+    if first_event_mjd - first_detection_mjd > NEW_EPISODE_GAP_DAYS:
+        return float(first_event_mjd)
+    return float(first_detection_mjd)
+
+
+def history_restart_days(lc: LightCurve, config: FeatureConfig) -> float | None:
+    """Days from the object's first detection to the first usable detection of ``lc`` when Δt restarts at the
+    curve's first event (gap > ``NEW_EPISODE_GAP_DAYS``, see :func:`delta_t_origin`); None otherwise."""
+    if not np.isfinite(lc.first_detection_mjd):
+        return None
+    try:
+        first_event = merge_events(lc, config.merge_window_days, config.bands).mjd[0]
+    except NoDetectionsError:
+        return None
+    gap = float(first_event - lc.first_detection_mjd)
+    return gap if gap > NEW_EPISODE_GAP_DAYS else None
+
+
+def event_features(points: MergedPoints, flux_floor_ujy: float = FLUX_FLOOR_UJY, n_bands: int = len(ZTF_BANDS),
+                   first_detection_mjd: float = float("nan")) -> tuple[np.ndarray, np.ndarray]:
+    """(L, 4 + n_bands) float32 unnormalised features and (L,) float32 Δt in days of merged points, with Δt
+    counted from :func:`delta_t_origin`."""
+    start = delta_t_origin(points.mjd[0], first_detection_mjd)
     dt_first = points.mjd - start
     dt_prev = np.diff(points.mjd, prepend=points.mjd[0])
     flux = np.maximum(points.flux_ujy, flux_floor_ujy)
