@@ -1,7 +1,10 @@
 """Public-data benchmark: SpectraNet vs GalSpecNet vs a SNIascore-style RNN on the Open Supernova Catalog
 spectra in ../shared/data/spectra/osc_spectra.parquet, plus the SpectraNet redshift regressor (Table 9).
 
-    .venv/bin/python benchmarks/spectra_public.py [--epochs 8] [--out runs/spectra_public]
+    .venv/bin/python benchmarks/spectra_public.py [--data FILE] [--epochs 8] [--out runs/spectra_public]
+
+``--data`` defaults to ``$APPLECIDER_SHARED_DATA/spectra/osc_spectra.parquet``, else ../shared/data beside the
+repository (as the other benchmarks).
 
 Data handling (documented in docs/spectra.md):
 - labels mapped to the SPECTRA taxonomy (SN Ibn → SN Ib); SN Ib/c (ambiguous) and SLSN-II (1 object) have no
@@ -21,6 +24,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -38,7 +42,8 @@ from applecider_spectra.metrics import redshift_metrics
 from applecider_spectra.preprocessing import PreprocessConfig
 from applecider_spectra.train import fit
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "spectra" / "osc_spectra.parquet"
+SHARED = Path(os.environ.get("APPLECIDER_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+DATA = SHARED / "spectra" / "osc_spectra.parquet"
 MODELS = {"SpectraNet (small)": ("spectranet", "small"), "GalSpecNet": ("galspecnet", "paper"),
           "SNIascore-style RNN": ("rnn", "paper")}
 HEADLINE = ("accuracy", "top3_accuracy", "macro_f1", "macro_roc_auc")

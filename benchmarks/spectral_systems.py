@@ -1,6 +1,10 @@
 """SNIascore, CCSNscore, SpectraNet and the paper I Appendix A ConvNeXt on the public spectra, in one run.
 
-    .venv/bin/python benchmarks/spectral_systems.py [--epochs 30] [--out runs/spectral_systems]
+    .venv/bin/python benchmarks/spectral_systems.py [--epochs 50] [--out runs/spectral_systems] [--reuse]
+
+``--reuse`` keeps every model already trained in ``--out`` (with its recorded training seconds, in each model's
+``train_seconds.json``), so the training can run niced on a loaded machine (``--train-only`` for the seed
+systems) and a second ``--reuse`` run, alone on the machine, gives the evaluation and the speed rows.
 
 The dataset is built with the project's own data build (``cider data build``: spectra, labels and the BTS
 core-collapse light curves, objects matched by the build's identity step, object-level split 70/15/15 seed 42),
@@ -36,7 +40,7 @@ from applecider_core.taxonomy import SPECTRA
 from applecider_core.training import TrainingConfig, predict, train
 from applecider_data.build import main as build_main
 from applecider_images import SpectrumConvNeXt, SpectrumConvNeXtConfig
-from applecider_spectra import CCSNscoreSystem, SNIascoreSystem, build_model
+from applecider_spectra import CCSNscoreSystem, SNIascoreConfig, SNIascoreSystem, build_model
 from applecider_spectra.data import SpectraDataset, build_arrays
 from applecider_spectra.evaluate_seed import evaluate_ccsnscore, evaluate_sniascore, tpr_table
 from applecider_spectra.preprocessing import PreprocessConfig, SpectrumError
@@ -50,9 +54,10 @@ from applecider_spectra.train_seed import (
     spectra_inputs,
     train_ccsnscore,
     train_sniascore,
+    train_sniascore_redshift,
 )
 
-SHARED = Path(os.environ.get("APPLECIDER_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+SHARED = Path(os.environ.get("APPLECIDER_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
 def build_dataset(out: Path) -> Path:
@@ -72,16 +77,19 @@ def build_dataset(out: Path) -> Path:
 
 
 def seed_config(out: Path, arch: str, args, **train_overrides) -> SeedRunConfig:
+    snia = arch == "sniascore"
     train_config = TrainingConfig(
-        output_dir=str(out / arch), seed=args.seed, epochs=args.epochs, batch_size=256 if arch == "sniascore" else 64,
-        learning_rate=0.005 if arch == "sniascore" else 1e-3, weight_decay=1e-4 if arch == "sniascore" else 0.0,
-        schedule="constant", grad_clip_norm=2.0, ema_decay=None, patience=None if arch == "sniascore" else 7,
+        output_dir=str(out / arch), seed=args.seed, epochs=args.epochs if snia else args.ccsnscore_epochs,
+        batch_size=256 if snia else 64, learning_rate=0.005 if snia else args.ccsnscore_lr, weight_decay=1e-4 if snia else 0.0,
+        schedule="constant", grad_clip_norm=2.0, ema_decay=None,
+        patience=args.sniascore_patience if snia else args.ccsnscore_patience,
         resume=False, cpu=True, log_every_steps=50, max_steps=args.max_steps, **train_overrides,
     )  # fmt: skip
     config = SeedRunConfig(train=train_config)
     config.model.arch = arch
     config.model.overrides = {"mc_passes": args.mc_passes}
     config.sniascore.redshift_per_bin = args.redshift_per_bin
+    config.sniascore.redshift_epochs = args.redshift_epochs
     return config
 
 
@@ -89,6 +97,18 @@ def timed(fn, *a, **k):
     start = time.perf_counter()
     value = fn(*a, **k)
     return value, time.perf_counter() - start
+
+
+def trained(directory: Path, reuse: bool, fn) -> tuple[object, float]:
+    """``fn()`` (a training run writing into ``directory``) and its seconds, recorded in
+    ``directory/train_seconds.json``; with ``reuse`` and that record present, (None, recorded seconds)."""
+    record = directory / "train_seconds.json"
+    if reuse and record.is_file():
+        return None, json.loads(record.read_text())["seconds"]
+    value, seconds = timed(fn)
+    directory.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({"seconds": seconds}))
+    return value, seconds
 
 
 def sedm_like(spectrum: Spectrum, grid: SEDMGridConfig) -> Spectrum:
@@ -118,11 +138,8 @@ def spectranet_p_ia(dataset, out: Path, args, degrade: bool) -> tuple[dict[str, 
                             learning_rate=1e-3, weight_decay=1e-4, warmup_epochs=0.5, ema_decay=0.99, patience=4,
                             resume=False, cpu=True, log_every_steps=50,
                             max_steps=args.spectranet_max_steps or args.max_steps)  # fmt: skip
-    model_dir, seconds = out / name / "model", float("nan")
-    if not (args.reuse and (model_dir / "config.json").is_file()):
-        result, seconds = timed(fit, model, train_arrays, val_arrays, config, preprocess)
-        model_dir = result.model_dir
-    best = type(model).from_pretrained(model_dir).eval()
+    _, seconds = trained(out / name, args.reuse, lambda: fit(model, train_arrays, val_arrays, config, preprocess))
+    best = type(model).from_pretrained(out / name / "model").eval()
     test = view("test")
     start = time.perf_counter()
     arrays = build_arrays(test, preprocess, **kwargs)
@@ -153,13 +170,13 @@ def convnext_p_ia(dataset, out: Path, args) -> tuple[dict[str, float], float, fl
                             batch_size=32, learning_rate=1e-3, weight_decay=0.05, warmup_epochs=0.5, ema_decay=None,
                             patience=None, monitor="tpr_at_fpr_1pct", resume=False, cpu=True, log_every_steps=50,
                             max_steps=args.max_steps)
-    model_dir, seconds = out / "convnext" / "model", float("nan")
-    if not (args.reuse and (model_dir / "config.json").is_file()):
+    def fit_convnext():
         (x_train, y_train, _), (x_val, y_val, _) = arrays("train"), arrays("val")
-        result, seconds = timed(train, model, ArrayDataset(images=x_train, labels=y_train),
-                                ArrayDataset(images=x_val, labels=y_val), config, compute_metrics=binary_metrics)
-        model_dir = result.model_dir
-    best = SpectrumConvNeXt.from_pretrained(model_dir).eval()
+        return train(model, ArrayDataset(images=x_train, labels=y_train), ArrayDataset(images=x_val, labels=y_val),
+                     config, compute_metrics=binary_metrics)
+
+    _, seconds = trained(out / "convnext", args.reuse, fit_convnext)
+    best = SpectrumConvNeXt.from_pretrained(out / "convnext" / "model").eval()
     start = time.perf_counter()
     x_test, y_test, ids = arrays("test")
     logits, _ = predict(best, ArrayDataset(images=x_test, labels=y_test))
@@ -170,17 +187,29 @@ def convnext_p_ia(dataset, out: Path, args) -> tuple[dict[str, float], float, fl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("runs/spectral_systems"))
-    parser.add_argument("--epochs", type=int, default=8, help="SNIascore / CCSNscore epochs (paper: 325 / 100)")
-    parser.add_argument("--mc-passes", type=int, default=20, help="MC-dropout passes (papers: 100)")
+    parser.add_argument("--epochs", type=int, default=50, help="SNIascore epochs, classifier and z (paper: >= 325)")
+    parser.add_argument("--sniascore-patience", type=int, default=15,
+                        help="stop SNIascore after this many epochs without a better validation TPR at 1 %% FPR "
+                             "(paper: no stopping rule, best of >= 325 epochs)")
+    parser.add_argument("--ccsnscore-epochs", type=int, default=100, help="CCSNscore epochs per binary model (paper: 100)")
+    parser.add_argument("--ccsnscore-patience", type=int, default=25,
+                        help="early stopping on the validation loss (paper: 7; configs/ccsnscore.yaml says why 25)")
+    parser.add_argument("--ccsnscore-lr", type=float, default=1e-3, help="CCSNscore Adam learning rate (paper: 1e-3)")
+    parser.add_argument("--mc-passes", type=int, default=100, help="MC-dropout passes (papers: 100)")
     parser.add_argument("--redshift-per-bin", type=int, default=10, help="augmented Ia spectra per 0.001 z bin (paper ~100)")
+    parser.add_argument("--redshift-epochs", type=int, default=25, help="SNIascore z regressor epochs (paper: >= 525)")
     parser.add_argument("--spectranet-epochs", type=int, default=3)
     parser.add_argument("--spectranet-max-steps", type=int, default=None, help="cap SpectraNet's optimiser steps")
-    parser.add_argument("--reuse", action="store_true", help="reuse a SNIascore system already trained in --out")
+    parser.add_argument("--reuse", action="store_true",
+                        help="reuse the models already trained in --out (and their recorded training seconds)")
     parser.add_argument("--convnext-epochs", type=int, default=4)
     parser.add_argument("--image-size", type=int, default=64, help="rendered image side (appendix: 288)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: the recurrent models are far slower with 2 on a loaded machine)")
     parser.add_argument("--max-steps", type=int, default=None, help="cap optimiser steps per model (smoke runs)")
+    parser.add_argument("--train-only", action="store_true",
+                        help="train (or reuse) SNIascore and CCSNscore, evaluate nothing (SpectraNet and the "
+                             "ConvNeXt train in the evaluating run)")
     parser.add_argument("--print", type=Path, dest="print_results", help="only print the tables of a results.json")
     args = parser.parse_args()
     if args.print_results:
@@ -194,16 +223,27 @@ def main() -> None:
 
     snia_config = seed_config(args.out, "sniascore", args)
     snia_config.data.path = str(dataset_dir)
-    if args.reuse and (args.out / "sniascore" / "summary.json").is_file():  # an earlier run's trained system
-        results["sniascore_train"] = json.loads((args.out / "sniascore" / "summary.json").read_text())
-        results["train_s"]["SNIascore (classifier + z)"] = float("nan")
-    else:
-        results["sniascore_train"], results["train_s"]["SNIascore (classifier + z)"] = timed(
-            train_sniascore, snia_config, dataset)
+    snia_config.sniascore.redshift = False  # the regressor is trained (and timed) on its own below
+    _, results["train_s"]["SNIascore classifier"] = trained(
+        args.out / "sniascore", args.reuse, lambda: train_sniascore(snia_config, dataset))
+    results["sniascore_train"] = json.loads((args.out / "sniascore" / "summary.json").read_text())
+    redshift_summary = args.out / "sniascore" / "redshift_summary.json"
+    _, results["train_s"]["SNIascore z regressor"] = trained(
+        args.out / "sniascore" / "redshift_run", args.reuse, lambda: redshift_summary.write_text(json.dumps(
+            train_sniascore_redshift(snia_config, SNIascoreConfig.from_preset("paper", **snia_config.model.overrides),
+                                     dataset.spectra("train"), dataset.spectra("val")), default=float)))
+    results["sniascore_train"]["redshift"] = json.loads(redshift_summary.read_text())
+    ccsn_config = seed_config(args.out, "ccsnscore", args)
+    ccsn_config.data.path = str(dataset_dir)
+    _, results["train_s"]["CCSNscore (7 binary models, case S)"] = trained(
+        args.out / "ccsnscore", args.reuse, lambda: train_ccsnscore(ccsn_config, dataset))
+    results["ccsnscore_train"] = json.loads((args.out / "ccsnscore" / "summary.json").read_text())
+    if args.train_only:
+        return
     system = SNIascoreSystem.from_dir(args.out / "sniascore")
-    results["sniascore"], seconds = timed(evaluate_sniascore, system, test)
-    results["spectra_per_s"]["SNIascore (classifier + z)"] = results["sniascore"]["n"] / seconds
-    predictions = system.predict(test)
+    predictions, seconds = timed(system.predict, test)  # inference incl. preprocessing, MC passes, z of the Ia
+    results["sniascore"] = evaluate_sniascore(system, test, predictions)
+    results["spectra_per_s"]["SNIascore classifier"] = results["sniascore"]["n"] / seconds
     snia_scores = {s.spectrum_id: r["score"] for s, r in zip(test, predictions) if isinstance(r, dict)}
     label_of = {s.spectrum_id: s.label == "SN Ia" for s in test}
 
@@ -219,14 +259,6 @@ def main() -> None:
     for name, scores in others.items():
         results["ia_common"][name] = tpr_table(np.array([scores[i] for i in common]), labels)
 
-    ccsn_config = seed_config(args.out, "ccsnscore", args)
-    ccsn_config.data.path = str(dataset_dir)
-    if args.reuse and (args.out / "ccsnscore" / "summary.json").is_file():
-        results["ccsnscore_train"] = json.loads((args.out / "ccsnscore" / "summary.json").read_text())
-        results["train_s"]["CCSNscore (7 binary models, case S)"] = float("nan")
-    else:
-        results["ccsnscore_train"], results["train_s"]["CCSNscore (7 binary models, case S)"] = timed(
-            train_ccsnscore, ccsn_config, dataset)
     ccsn = CCSNscoreSystem.from_dir(args.out / "ccsnscore")
     results["ccsnscore"], seconds = timed(evaluate_ccsnscore, ccsn, test, dataset)
     results["spectra_per_s"]["CCSNscore (7 binary models, case S)"] = results["ccsnscore"]["layer1_S"]["n"] / seconds
@@ -259,19 +291,20 @@ def print_tables(results: dict) -> None:
                   f"outliers (>0.05) {z['outlier_rate_pct']:.1f} %")
     ccsn = results["ccsnscore"]
     print("\nCCSNscore layer 1, II vs Ibc (test spectra)")
-    print(f"{'case':<28s} {'n':>5s} {'acc':>7s} {'ambig':>7s} {'TPR@2%':>7s} {'conf':>7s} {'conf acc':>8s}")
+    print(f"{'case':<28s} {'n':>5s} {'acc':>7s} {'ambig':>7s} {'TPR@2%':>7s} {'AUC':>7s} {'conf':>7s} {'conf acc':>8s}")
     for key in ("layer1_S", "layer1_S_on_lc_objects", "layer1_with_lc"):
         if key in ccsn:
             r = ccsn[key]
             print(f"{key:<28s} {r['n']:5d} {r['accuracy']:7.3f} {r['ambiguous']:7.3f} "
-                  f"{r.get('h_rich_tpr_at_2pct_fpr', float('nan')):7.3f} {r['confident_share']:7.3f} {r['confident_accuracy']:8.3f}")
+                  f"{r.get('h_rich_tpr_at_2pct_fpr', float('nan')):7.3f} {r.get('h_rich_roc_auc', float('nan')):7.3f} "
+                  f"{r['confident_share']:7.3f} {r['confident_accuracy']:8.3f}")
     print(f"objects with a spectrum and a light curve in the build: {results['objects_with_spectrum_and_light_curve']}")
     for layer in ("layer2a_accuracy", "layer2b_accuracy"):
         if layer in ccsn:
             print(f"{layer}: {ccsn[layer]['accuracy']:.3f} on {ccsn[layer]['n']} spectra")
     print(f"\n{'model':<42s} {'train s':>8s} {'spectra/s':>10s}")
     for name in results["train_s"]:
-        print(f"{name:<42s} {results['train_s'][name]:8.1f} {results['spectra_per_s'][name]:10.1f}")
+        print(f"{name:<42s} {results['train_s'][name]:8.1f} {results['spectra_per_s'].get(name, float('nan')):10.1f}")
 
 
 if __name__ == "__main__":

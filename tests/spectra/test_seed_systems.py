@@ -112,6 +112,24 @@ def test_continuum_normalisation_golden_values():
     assert loess(np.arange(10.0), 0.5, 1, 0) == pytest.approx(np.arange(10.0))
 
 
+def test_bins_with_a_near_zero_continuum_are_uncovered_not_amplified():
+    x = np.arange(209.0)
+    line = 2.0 * (1 - x / 150)  # falls through zero at bin 150 (a faint, noisy red end of a public spectrum)
+    flux = line + 0.05 * np.sin(x)  # a small wiggle: noise around the continuum
+    median = np.median(flux)
+    continuum = loess(flux / median, 0.3, 2, 4)
+    faint = continuum <= 0.05
+    assert faint.sum() > 40 and (x[faint] > 140).all()  # the bins around and past the zero crossing
+    old = sniascore_normalise(flux, SEDMGridConfig(min_continuum=0.0))
+    assert np.abs(old).max() > 10  # without the floor: noise ÷ continuum ≈ 0 blows up
+    out = sniascore_normalise(flux)
+    assert (out[faint] == 0).all() and np.abs(out).max() < 2
+    assert out[~faint] == pytest.approx((flux / median / continuum - 1)[~faint], abs=1e-5)  # elsewhere unchanged
+    assert out[20] == pytest.approx(flux[20] / median / continuum[20] - 1, abs=1e-6)
+    with pytest.raises(Exception, match="min_continuum"):
+        SEDMGridConfig(min_continuum=1.5)
+
+
 # ---- CCSNscore inputs -----------------------------------------------------------------------------------
 def test_dmdt_histogram_on_hand_built_points():
     hist = dmdt_histogram(np.array([0.0, 1.0, 3.0]), np.array([20.0, 20.125, 20.5]))
@@ -187,6 +205,30 @@ def _inputs(config: CCSNscoreConfig, batch: int = 3) -> dict[str, torch.Tensor]:
     return inputs
 
 
+@pytest.mark.parametrize("model", ["sniascore", "ccsnscore"])
+def test_recurrent_layers_start_as_in_keras_and_matlab(model):
+    """Glorot input weights, orthogonal recurrent weights, zero biases, LSTM forget-gate bias 1 (both papers'
+    frameworks). PyTorch's default left CCSNscore's layer 1 at validation AUC 0.50 for the benchmark's 4 epochs."""
+    torch.manual_seed(0)
+    net = SNIascore(SNIascoreConfig()) if model == "sniascore" else CCSNscoreClassifier(CCSNscoreConfig())
+    recurrent = [m for m in net.modules() if isinstance(m, (torch.nn.LSTM, torch.nn.GRU))]
+    assert len(recurrent) == (3 if model == "sniascore" else 2)
+    for layer in recurrent:
+        h, gates = layer.hidden_size, 4 if isinstance(layer, torch.nn.LSTM) else 3
+        for name, param in layer.named_parameters():
+            if name.startswith("weight_hh"):  # (gates·H, H), orthonormal columns
+                assert torch.allclose(param.T @ param, torch.eye(h), atol=1e-5)
+            elif name.startswith("weight_ih"):  # Glorot uniform: |w| ≤ √(6 / (inputs + gates·H))
+                assert param.abs().max() <= np.sqrt(6 / (param.shape[1] + gates * h)) + 1e-7
+                assert param.abs().max() > 0.8 * np.sqrt(6 / (param.shape[1] + gates * h))
+            elif name.startswith("bias_ih") and gates == 4:
+                expected = torch.zeros(4 * h)
+                expected[h : 2 * h] = 1.0
+                assert torch.equal(param.detach(), expected)
+            else:
+                assert not param.detach().any()  # bias_hh, GRU biases
+
+
 @pytest.mark.parametrize("preset", ["tiny", "tiny-lc"])
 def test_ccsnscore_forward_gradients_and_save_load(preset, tmp_path):
     overrides = {"inputs": ("spectrum", "lightcurve", "dmdt")} if preset == "tiny-lc" else {}
@@ -222,6 +264,14 @@ def test_sniascore_forward_and_save_load(task, tmp_path):
         SNIascoreConfig(class_names=("a", "b", "c"))
 
 
+def test_redshift_output_is_the_linear_layer():
+    model = SNIascore(SNIascoreConfig.from_preset("tiny", task="redshift")).eval()
+    with torch.no_grad():
+        model.fc.weight.zero_()
+        model.fc.bias.fill_(-0.02)  # no output activation (paper: a regression layer after the dense layer)
+    assert model(torch.randn(3, 209)).logits[:, 0].tolist() == pytest.approx([-0.02] * 3)
+
+
 def test_regression_loss_value_is_the_bias_and_gradient_the_mae():
     from applecider_spectra.modeling_sniascore import bias_mae_loss
 
@@ -233,6 +283,22 @@ def test_regression_loss_value_is_the_bias_and_gradient_the_mae():
 
 
 # ---- operating point and decisions ------------------------------------------------------------------------
+def test_binary_validation_metrics_against_hand_computed_values():
+    from applecider_spectra.train_seed import binary_metrics
+
+    p = np.array([0.1, 0.4, 0.35, 0.8])
+    labels = np.array([0, 0, 1, 1])
+    # pairs (positive, negative) ranked right: (0.35 > 0.1), (0.8 > 0.1), (0.8 > 0.4); wrong: (0.35 < 0.4) → 3/4
+    bce = -np.mean(np.log([0.9, 0.6, 0.35, 0.8]))
+    one_logit = binary_metrics(np.log(p / (1 - p))[:, None], labels)  # CCSNscore: one sigmoid logit
+    two_logits = binary_metrics(np.stack([np.zeros(4), np.log(p / (1 - p))], 1), labels)  # SNIascore: softmax
+    for metrics in (one_logit, two_logits):
+        assert metrics["roc_auc"] == pytest.approx(0.75) and metrics["accuracy"] == pytest.approx(0.75)
+        assert metrics["bce"] == pytest.approx(bce, abs=1e-6)
+        assert metrics["tpr_at_fpr_1pct"] == pytest.approx(0.5)  # cut above 0.4: only 0.8 passes, FPR 0
+    assert "roc_auc" not in binary_metrics(np.zeros((3, 1)), np.ones(3))  # one class only: no AUC
+
+
 def test_threshold_selection_hits_the_requested_fpr():
     negatives = np.linspace(0.0, 0.99, 1000)
     positives = np.linspace(0.5, 1.5, 500)
@@ -259,6 +325,21 @@ def test_hierarchical_decision_logic_on_fixed_scores():
     out = hierarchical_type(uncertain)
     assert out["type"] == AMBIGUOUS and out["layers"]["1"]["decision"] == "H-rich"  # decided, but not confident
     assert hierarchical_type({"1": {"H-rich": (0.7, 0.01), "H-poor": (0.3, 0.01)}})["type"] == AMBIGUOUS  # P ≤ 0.8
+
+
+def test_layer1_report_on_fixed_results():
+    from applecider_spectra.evaluate_seed import layer1_report
+
+    def result(decision, rich, type_):
+        return {"layers": {"1": {"decision": decision}}, "scores": {"1": {"H-rich": {"score": rich}}}, "type": type_}
+
+    results = [result("H-rich", 0.9, "II"), result(AMBIGUOUS, 0.6, AMBIGUOUS), result("H-poor", 0.2, "H-poor"),
+               result("H-rich", 0.7, AMBIGUOUS)]  # the last: decided, but not past the confident cut
+    report = layer1_report(results, ["H-rich", "H-rich", "H-poor", "H-poor"])
+    assert report["accuracy"] == 0.5 and report["ambiguous"] == 0.25
+    assert report["confident_share"] == 0.5 and report["confident_accuracy"] == 1.0
+    # H-rich scores 0.9, 0.6 vs H-poor 0.2, 0.7: 3 of 4 pairs ranked right; no false positive allowed → 0.9 only
+    assert report["h_rich_roc_auc"] == pytest.approx(0.75) and report["h_rich_tpr_at_2pct_fpr"] == 0.5
 
 
 # ---- training and evaluation through the CLI --------------------------------------------------------------

@@ -3,7 +3,7 @@
 SNIascore: TPR at FPR 0.6 %, 1 % and 2 % (cuts on the MC-mean score), the stored validation operating point
 applied to the test set, and the Ia redshift metrics (σ of Δz/(1+z), outlier rate) on the confident and on
 all SNe Ia. CCSNscore: layer 1 (II vs Ibc, i.e. H-rich vs H-poor) accuracy with the 'ambiguous' decisions
-counted as wrong, TPR at 2 % FPR of the H-rich score, and the share passing the confident cut with its
+counted as wrong, TPR at 2 % FPR and ROC-AUC of the H-rich score, and the share passing the confident cut with its
 accuracy; layer 2 accuracies; for the objects with ZTF photometry the same with the light-curve models.
 """
 
@@ -35,8 +35,10 @@ def tpr_table(scores: np.ndarray, labels: np.ndarray, points: Sequence[float] = 
     return {f"{100 * p:g}%": tpr_at_fpr(scores, labels, p) for p in points}
 
 
-def evaluate_sniascore(system: SNIascoreSystem, spectra: Sequence[Spectrum]) -> dict[str, Any]:
-    results = system.predict(spectra)
+def evaluate_sniascore(system: SNIascoreSystem, spectra: Sequence[Spectrum],
+                       results: Sequence[dict[str, Any] | str] | None = None) -> dict[str, Any]:
+    """Metrics of ``system`` on ``spectra``; ``results`` are its predictions when already made."""
+    results = system.predict(spectra) if results is None else results
     usable = [i for i, r in enumerate(results) if isinstance(r, dict)]
     labels = np.array([spectra[i].label == IA_CLASS for i in usable])
     score = np.array([results[i]["score"] for i in usable])
@@ -79,7 +81,10 @@ def layer1_report(results: Sequence[dict], truth: Sequence[str]) -> dict[str, An
               "confident_share": float(confident.mean()),
               "confident_accuracy": float(correct[confident].mean()) if confident.any() else float("nan")}
     if len(set(truth)) == 2:
+        from sklearn.metrics import roc_auc_score
+
         report["h_rich_tpr_at_2pct_fpr"] = tpr_at_fpr(rich, truth == "H-rich", 0.02)
+        report["h_rich_roc_auc"] = float(roc_auc_score(truth == "H-rich", rich))
     return report
 
 

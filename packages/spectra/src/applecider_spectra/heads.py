@@ -1,5 +1,6 @@
 """What every spectra model shares: its loss (class-balanced focal or redshift regression), the output
-wrapping, Monte-Carlo dropout prediction and the conv-implementation switch."""
+wrapping, Monte-Carlo dropout prediction, the recurrent layers' initialisation and the conv-implementation
+switch."""
 
 from __future__ import annotations
 
@@ -79,6 +80,28 @@ def mc_dropout_predict(model: nn.Module, flux: torch.Tensor, passes: int = 20,
     finally:
         model.train(was_training)
     return stacked.mean(0), stacked.std(0, unbiased=passes > 1)
+
+
+def keras_recurrent_init(module: nn.Module) -> nn.Module:
+    """Initialise every LSTM / GRU in ``module`` as Keras and MATLAB do (the frameworks of CCSNscore and
+    SNIascore): Glorot-uniform input weights, orthogonal recurrent weights, zero biases and, for LSTMs, forget-gate
+    bias 1. PyTorch's default (uniform ±1/√H everywhere) starts these long (209–256 step) sequences with almost
+    no input dependence left in the final states, and training sits at chance for many epochs."""
+    for layer in module.modules():
+        if not isinstance(layer, (nn.LSTM, nn.GRU)):
+            continue
+        hidden = layer.hidden_size
+        for name, param in layer.named_parameters():
+            if name.startswith("weight_ih"):
+                nn.init.xavier_uniform_(param)  # fan_in = inputs, fan_out = gates·H, as Keras' (in, gates·H) kernel
+            elif name.startswith("weight_hh"):
+                nn.init.orthogonal_(param)
+            elif name.startswith("bias"):
+                nn.init.zeros_(param)
+                if isinstance(layer, nn.LSTM) and name.startswith("bias_ih"):
+                    with torch.no_grad():
+                        param[hidden : 2 * hidden] = 1.0  # gate order (input, forget, cell, output)
+    return module
 
 
 def as_flux_batch(flux: torch.Tensor) -> torch.Tensor:

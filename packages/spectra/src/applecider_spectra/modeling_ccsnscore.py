@@ -19,11 +19,12 @@ from torch import nn
 from applecider_core.pretrained import ClassifierOutput, PretrainedMixin
 
 from .configuration_ccsnscore import CCSNscoreConfig
-from .heads import as_flux_batch, mc_dropout_predict
+from .heads import as_flux_batch, keras_recurrent_init, mc_dropout_predict
 
 
 class StackedRNN(nn.Module):
-    """Recurrent layers with dropout between them; returns the final hidden state(s): (B, T, F) → (B, H·dirs)."""
+    """Recurrent layers with dropout between them; returns the final hidden state(s): (B, T, F) → (B, H·dirs).
+    Initialised as Keras does (:func:`~applecider_spectra.heads.keras_recurrent_init`)."""
 
     def __init__(self, input_size: int, units: tuple[int, ...], bidirectional: bool, dropout: float) -> None:
         super().__init__()
@@ -32,6 +33,7 @@ class StackedRNN(nn.Module):
         self.layers = nn.ModuleList(nn.LSTM(i, u, batch_first=True, bidirectional=bidirectional) for i, u in zip(sizes, units))
         self.dropout = nn.Dropout(dropout)
         self.out_features = units[-1] * dirs
+        keras_recurrent_init(self)  # Keras' defaults (the paper's framework)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for k, layer in enumerate(self.layers):

@@ -2,8 +2,9 @@
 SEDM-like spectra.
 
 (B, 209) continuum-normalised SEDM bins → dropout 0.40 → BiLSTM(32) (B, 209, 64) → dropout 0.45 → GRU(32)
-(B, 209, 32) → dropout 0.35 → BiLSTM(32), final states (B, 64) → dropout 0.25 → Linear → (B, 2) logits, or a
-Softplus redshift (B, 1). The score and its uncertainty are the mean and standard deviation of P(SN Ia) over
+(B, 209, 32) → dropout 0.35 → BiLSTM(32), final states (B, 64) → dropout 0.25 → Linear → (B, 2) logits, or
+the redshift (B, 1) straight from the linear layer (§3: the softmax and classification layers "replaced by a
+custom regression layer", no output activation). The score and its uncertainty are the mean and standard deviation of P(SN Ia) over
 ``mc_passes`` (100) passes with dropout on (:meth:`SNIascore.predict_scores`).
 """
 
@@ -18,7 +19,7 @@ from torch import nn
 from applecider_core.pretrained import ClassifierOutput, PretrainedMixin
 
 from .configuration_sniascore import SNIascoreConfig
-from .heads import as_flux_batch, mc_dropout_predict
+from .heads import as_flux_batch, keras_recurrent_init, mc_dropout_predict
 
 
 def bias_mae_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -30,7 +31,8 @@ def bias_mae_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tenso
 
 class RecurrentStack(nn.Module):
     """SNIascore's layers: dropout → BiLSTM(h) → dropout → GRU(h) → dropout → BiLSTM(h) → dropout on the last
-    BiLSTM's forward and backward final states. (B, L, 1) → (B, 2h)."""
+    BiLSTM's forward and backward final states. (B, L, 1) → (B, 2h). Initialised as MATLAB does
+    (:func:`~applecider_spectra.heads.keras_recurrent_init`)."""
 
     def __init__(self, hidden: int, dropout: tuple[float, ...]) -> None:
         super().__init__()
@@ -39,6 +41,7 @@ class RecurrentStack(nn.Module):
         self.gru = nn.GRU(2 * hidden, hidden, batch_first=True)
         self.lstm2 = nn.LSTM(hidden, hidden, batch_first=True, bidirectional=True)
         self.out_features = 2 * hidden
+        keras_recurrent_init(self)  # MATLAB's defaults (the paper's toolbox)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x, _ = self.lstm1(self.dropouts[0](x))  # (B, L, 2h)
@@ -68,8 +71,6 @@ class SNIascore(PretrainedMixin, nn.Module):
     def forward(self, flux: torch.Tensor, labels: torch.Tensor | None = None, **_: Any) -> ClassifierOutput:
         embedding = self.forward_features(flux)
         out = self.fc(embedding)
-        if self.config.task == "redshift":
-            out = F.softplus(out)
         loss = None
         if labels is not None:
             loss = bias_mae_loss(out[:, 0], labels) if self.config.task == "redshift" else F.cross_entropy(out, labels.long())
