@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import onnxruntime as ort
@@ -114,3 +116,15 @@ def test_cuda_engine_runs_on_the_gpu_with_the_same_records(onnx_dir):
     for a, b in zip(gpu.classify(packets), cpu):
         assert a["top_class"] == b["top_class"]
         assert max(abs(a["fused"][k] - b["fused"][k]) for k in a["fused"]) <= 1e-4
+
+
+def test_onnx_classify_imports_neither_torch_nor_timm(onnx_dir, tmp_path):
+    """The start-up of `cider classify --engine onnxruntime` stays light: no torch, timm or transformers import."""
+    avro = synthetic.write_avro(tmp_path / "alerts.avro", synthetic.make_packets(3, seed=2))
+    script = ("import sys; from applecider_fusion.classify import main; "
+              f"rc = main([{str(avro)!r}, '--models', {str(onnx_dir)!r}, '--engine', 'onnxruntime', '--no-progress', "
+              f"'--out', {str(tmp_path / 'out.jsonl')!r}]); "
+              "print(rc, sorted(m for m in ('torch', 'timm', 'transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "0 []"
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 3
