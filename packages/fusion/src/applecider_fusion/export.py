@@ -37,9 +37,9 @@ from applecider_core.pretrained import PretrainedError
 from applecider_core.records import SURVEY_BANDS
 
 from .classifier import FUSION_SETTINGS_NAME, read_fusion_settings
-from .trust import TRUST_SETTINGS_NAME
 from .fusion import MODALITIES, FusionError
 from .runners import RUNNER_TYPES
+from .trust import TRUST_SETTINGS_NAME
 
 logger = logging.getLogger(__name__)
 
