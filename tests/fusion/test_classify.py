@@ -270,7 +270,7 @@ def test_seed_spectral_systems_add_their_entries_when_their_folders_are_present(
 
 
 def test_decoding_ahead_in_a_thread_gives_the_same_records(models_dir):
-    packets = synthetic.make_packets(11, seed=5, n_objects=4) + [PacketError("night.tar.gz", "x.avro", "truncated")]
+    packets = [*synthetic.make_packets(11, seed=5, n_objects=4), PacketError("night.tar.gz", "x.avro", "truncated")]
     inline = Classifier.from_dir(models_dir).classify(iter(packets), batch_size=3, overlap=False)
     ahead = Classifier.from_dir(models_dir).classify(iter(packets), batch_size=3, overlap=True)
     assert ahead == inline and len(ahead) == len(packets) and "night.tar.gz" in ahead[-1]["errors"][0]
