@@ -99,6 +99,40 @@ def run_one(models: str, engine: str, threads: int, batch: int, overlap: str, ar
     return json.loads(output.strip().splitlines()[-1])
 
 
+def compute_floor(models: str, modalities: list[str]) -> str:
+    """The models' multiply-adds per alert (torch FlopCounterMode on the first 256 real alerts, batched and
+    padded as the runners feed them) and this machine's single-thread fp32 sgemm rate: their ratio bounds
+    the alerts/s of one core running nothing but the models' arithmetic at sgemm speed."""
+    from itertools import islice
+
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from applecider_data import iter_packets, packet_to_alert
+    from applecider_fusion.runners import load_runner
+
+    torch.set_num_threads(1)
+    alerts = [packet_to_alert(p) for p in islice(iter_packets(SOURCES), 256) if isinstance(p, dict)]
+    macs = {}
+    for modality in modalities:
+        runner = load_runner(modality, Path(models) / modality)
+        inputs, _, _ = runner.prepare([a.light_curve for a in alerts] if modality == "photometry" else alerts)
+        with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+            runner.engine(inputs)
+        macs[modality] = counter.get_total_flops() / 2 / len(alerts)
+    matrix = torch.randn(2048, 2048)
+    matrix @ matrix
+    start = time.perf_counter()
+    for _ in range(5):
+        matrix @ matrix
+    sgemm = 5 * 2048**3 / (time.perf_counter() - start)
+    total = sum(macs.values())
+    parts = ", ".join(f"{m} {v / 1e6:.1f}" for m, v in macs.items())
+    return (f"# fp32 floor: {total / 1e6:.1f} M multiply-adds per alert ({parts}); sgemm 2048³ on 1 thread: "
+            f"{sgemm / 1e9:.1f} GMAC/s → at most {sgemm / total:.0f} alerts/s per core for the models' arithmetic "
+            f"alone")
+
+
 def prepare_models(args: argparse.Namespace) -> dict[str, str]:
     """Models folder per engine: the save_pretrained folders (torch) and their ONNX export."""
     models = args.models
@@ -162,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
                  f"{1000 * r['cpu_seconds'] / r['alerts']:.2f}", f"{r['peak_rss_mib']:.0f}"]
         cells += [f"{1000 * r['stages'].get(s, 0.0) / r['alerts']:.2f}" for s in stages]
         print("| " + " | ".join(cells) + " |")
+    print(compute_floor(models["torch"], args.modalities))
     return 0
 
 
