@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -266,3 +267,25 @@ def test_seed_spectral_systems_add_their_entries_when_their_folders_are_present(
             assert any(e.startswith("sniascore:") and "SEDM bins" in e for e in record["errors"])
     plain = Classifier.from_dir(models_dir).classify(packets[:1], spectra=spectra)
     assert "sniascore" not in plain[0] and "ccsnscore" not in plain[0]
+
+
+def test_decoding_ahead_in_a_thread_gives_the_same_records(models_dir):
+    packets = [*synthetic.make_packets(11, seed=5, n_objects=4), PacketError("night.tar.gz", "x.avro", "truncated")]
+    inline = Classifier.from_dir(models_dir).classify(iter(packets), batch_size=3, overlap=False)
+    ahead = Classifier.from_dir(models_dir).classify(iter(packets), batch_size=3, overlap=True)
+    assert ahead == inline and len(ahead) == len(packets) and "night.tar.gz" in ahead[-1]["errors"][0]
+
+
+def test_decoding_ahead_raises_the_input_error_and_stops_when_closed(models_dir):
+    classifier = Classifier.from_dir(models_dir)
+
+    def failing():
+        yield from synthetic.make_packets(4, seed=1)
+        raise OSError("disk gone")
+
+    with pytest.raises(OSError, match="disk gone"):
+        list(classifier.stream(failing(), batch_size=2))
+    stream = classifier.stream(iter(synthetic.make_packets(40, seed=2)), batch_size=1)
+    next(stream)
+    stream.close()  # the decoding thread ends instead of waiting on its full queue
+    assert not [t for t in threading.enumerate() if t.name == "applecider-decode" and t.is_alive()]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import onnxruntime as ort
@@ -16,6 +18,7 @@ from applecider_fusion import Classifier
 from applecider_fusion.classify import main as classify_main
 from applecider_fusion.export import main as export_main
 from applecider_fusion.runners import load_runner
+from applecider_fusion.trust import TrustSettings
 
 HAS_CUDA_EP = "CUDAExecutionProvider" in ort.get_available_providers()
 
@@ -26,6 +29,9 @@ def tuned_models(models_dir, tmp_path_factory):
     tuned = tmp_path_factory.mktemp("tuned") / "models"
     shutil.copytree(models_dir, tuned)
     (tuned / "fusion.json").write_text(json.dumps({"weights": {"spectra": 2.0}, "temperatures": {"images": 1.5}}))
+    classes = list(Classifier.from_dir(tuned).fusion.classes)
+    TrustSettings(classes, 0.9, {"all": dict.fromkeys(classes, 0.3)}, abstain_below=0.5, min_detections=2,
+                  metadata_ranges={"magpsf": [14.0, 21.0]}, fitted_on="val").save(tuned / "trust.json")
     return tuned
 
 
@@ -38,7 +44,7 @@ def onnx_dir(tuned_models, tmp_path_factory):
 
 def test_export_writes_self_describing_models(onnx_dir, tuned_models):
     assert sorted(p.name for p in onnx_dir.iterdir()) == ["export.json", "fusion.json", "images", "photometry",
-                                                           "spectra"]
+                                                           "spectra", "trust.json"]
     images = read_onnx_metadata(onnx_dir / "images" / "model.onnx")
     saved = json.loads((tuned_models / "images" / "preprocessor.json").read_text())
     assert images["inputs"] == ["triplet", "metadata"] and images["output"] == "fc_out"
@@ -75,6 +81,8 @@ def test_records_do_not_depend_on_the_engine(onnx_dir, tuned_models, tmp_path):
     for a, b in zip(by_torch, by_onnx):
         assert a.keys() == b.keys() and a["candid"] == b["candid"] and a["top_class"] == b["top_class"]
         assert max(abs(a["fused"][k] - b["fused"][k]) for k in a["fused"]) <= 1e-5
+        trust_fields = ("prediction_set", "abstain", "ood", "ood_reasons", "notes")
+        assert [a[k] for k in trust_fields] == [b[k] for k in trust_fields] and a["abstain"] is not None
     out = tmp_path / "out.jsonl"
     avro = synthetic.write_avro(tmp_path / "alerts.avro", packets)
     assert classify_main([str(avro), "--models", str(onnx_dir), "--engine", "onnxruntime-int8", "--out", str(out),
@@ -108,3 +116,15 @@ def test_cuda_engine_runs_on_the_gpu_with_the_same_records(onnx_dir):
     for a, b in zip(gpu.classify(packets), cpu):
         assert a["top_class"] == b["top_class"]
         assert max(abs(a["fused"][k] - b["fused"][k]) for k in a["fused"]) <= 1e-4
+
+
+def test_onnx_classify_imports_neither_torch_nor_timm(onnx_dir, tmp_path):
+    """The start-up of `cider classify --engine onnxruntime` stays light: no torch, timm or transformers import."""
+    avro = synthetic.write_avro(tmp_path / "alerts.avro", synthetic.make_packets(3, seed=2))
+    script = ("import sys; from applecider_fusion.classify import main; "
+              f"rc = main([{str(avro)!r}, '--models', {str(onnx_dir)!r}, '--engine', 'onnxruntime', '--no-progress', "
+              f"'--out', {str(tmp_path / 'out.jsonl')!r}]); "
+              "print(rc, sorted(m for m in ('torch', 'timm', 'transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "0 []"
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 3

@@ -16,11 +16,13 @@ says so.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import OrderedDict, defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
+from queue import Empty, Full, Queue
 from typing import Any
 
 import numpy as np
@@ -36,6 +38,7 @@ from .runners import HISTORY_RESTART_NOTE, RUNNER_TYPES, ModalityRunner, Spectra
 from .trust import NO_TRUST_NOTE, TrustSettings, read_trust_settings
 
 FUSION_SETTINGS_NAME = "fusion.json"  # per-modality weights and temperatures next to the model folders
+PREFETCH_BATCHES = 2  # batches read and decoded ahead of the models (Classifier.stream(overlap=True))
 
 
 @dataclass
@@ -126,23 +129,36 @@ class Classifier:
 
     # ---- public API --------------------------------------------------------------------------------------
     def classify(self, packets: Iterable[Mapping[str, Any] | PacketError],
-                 spectra: Mapping[str, Sequence[Spectrum]] | None = None, batch_size: int = 256) -> list[dict]:
+                 spectra: Mapping[str, Sequence[Spectrum]] | None = None, batch_size: int = 256,
+                 overlap: bool = False) -> list[dict]:
         """Records for decoded packets held in memory (dicts as fastavro yields them)."""
-        return list(self.stream(packets, spectra=spectra, batch_size=batch_size))
+        return list(self.stream(packets, spectra=spectra, batch_size=batch_size, overlap=overlap))
 
     def stream(self, items: Iterable[Mapping[str, Any] | PacketError],
-               spectra: Mapping[str, Sequence[Spectrum]] | None = None, batch_size: int = 256) -> Iterator[dict]:
-        """One record per input item, batch by batch (bounded memory)."""
-        batch: list[Mapping[str, Any] | PacketError] = []
-        for item in items:
-            batch.append(item)
-            if len(batch) >= batch_size:
-                yield from self._classify_batch(batch, spectra or {})
-                batch = []
-        if batch:
-            yield from self._classify_batch(batch, spectra or {})
+               spectra: Mapping[str, Sequence[Spectrum]] | None = None, batch_size: int = 256,
+               overlap: bool = False) -> Iterator[dict]:
+        """One record per input item, batch by batch (bounded memory).
+
+        ``overlap``: read and decode the next batches (at most ``PREFETCH_BATCHES``) in a background thread
+        while the models run on this one (ONNX Runtime and torch release the GIL while they compute). The
+        records are the same either way; inputs of one batch or less are decoded in this thread. Off by
+        default: it won at batch 256 on a partly loaded box but lost beside a busy process and at batch 1
+        (the threads contend for the GIL and the cores; benchmarks/classify_throughput.py --overlap on off,
+        docs/BENCHMARKS.md).
+        """
+        decoded = (self._decode_timed(batch) for batch in _batches(items, batch_size))
+        if overlap and not (isinstance(items, Sized) and len(items) <= batch_size):
+            decoded = _prefetched(decoded, PREFETCH_BATCHES)
+        for count, alerts, failures in decoded:
+            yield from self._classify_decoded(count, alerts, failures, spectra or {})
 
     # ---- internals ---------------------------------------------------------------------------------------
+    def _decode_timed(self, items: Sequence[Mapping[str, Any] | PacketError]) -> tuple[int, list[Alert], list[dict]]:
+        start = time.perf_counter()
+        alerts, failures = self._decode(items)
+        self.timings.add("decode", start)
+        return len(items), alerts, failures
+
     def _decode(self, items: Sequence[Mapping[str, Any] | PacketError]) -> tuple[list[Alert], list[dict]]:
         alerts, failures = [], []
         for item in items:
@@ -176,11 +192,9 @@ class Classifier:
             self._spectra_cache.popitem(last=False)
         return result
 
-    def _classify_batch(self, items: Sequence[Mapping[str, Any] | PacketError],
-                        spectra: Mapping[str, Sequence[Spectrum]]) -> list[dict]:
-        start = time.perf_counter()
-        alerts, failures = self._decode(items)
-        start = self.timings.add("decode", start)
+    def _classify_decoded(self, count: int, alerts: list[Alert], failures: list[dict],
+                          spectra: Mapping[str, Sequence[Spectrum]]) -> list[dict]:
+        """Records of one batch of ``count`` input items, decoded into ``alerts`` and ``failures``."""
         alerts.sort(key=lambda a: (a.object_id, a.mjd))
         if "photometry" in self.runners:
             for alert in alerts:
@@ -230,7 +244,7 @@ class Classifier:
         start = time.perf_counter()
         fused = self.fusion.fuse({m: np.nan_to_num(v) for m, v in logits.items()}, present) if n else np.zeros((0, 0))
         self.timings.add("fusion", start)
-        self.timings.alerts += len(items)
+        self.timings.alerts += count
         records = [self._record(a, i, logits, present, fused, errors[i], notes[i], skipped[i]) | systems[i]
                    for i, a in enumerate(alerts)]
         return records + failures
@@ -280,6 +294,58 @@ class Classifier:
                                    restarted)
         notes += fields.pop("notes")
         return fields
+
+
+def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _prefetched(source: Iterator[Any], depth: int) -> Iterator[Any]:
+    """``source``'s values in order, computed up to ``depth`` ahead in a daemon thread; its exceptions are
+    raised here, and closing this generator stops the thread."""
+    queue: Queue = Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for value in source:
+                while not stop.is_set():
+                    try:
+                        queue.put((value, None), timeout=0.1)
+                        break
+                    except Full:
+                        continue
+                if stop.is_set():
+                    return
+            queue.put((done, None))
+        except BaseException as error:  # handed to the consumer, raised there
+            queue.put((done, error))
+
+    thread = threading.Thread(target=produce, name="applecider-decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            value, error = queue.get()
+            if error is not None:
+                raise error
+            if value is done:
+                return
+            yield value
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                queue.get(timeout=0.1)
+            except Empty:
+                pass
 
 
 def read_fusion_settings(models_dir: Path) -> dict[str, Any]:

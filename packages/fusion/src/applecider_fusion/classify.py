@@ -112,14 +112,15 @@ class Tally:
 
 def run(paths: Iterable[str], classifier: Classifier, sinks: Sequence[Callable[[dict], object]], spectra: dict,
         batch_size: int, show: int = 20, progress: bool = True, schemas: WireSchemas | None = None,
-        records: Iterable[dict] | None = None) -> Tally:
+        records: Iterable[dict] | None = None, overlap: bool = False) -> Tally:
     """Classify everything under ``paths`` (or take ``records`` computed elsewhere, e.g. on Ray), handing each
     record to every sink; returns the tally."""
     shown: list[dict] = []
     tally = Tally()
     bar = tqdm(desc="alerts", unit="alert", disable=not progress, file=sys.stderr)
     if records is None:
-        records = classifier.stream(iter_packets(list(paths), schemas), spectra=spectra, batch_size=batch_size)
+        records = classifier.stream(iter_packets(list(paths), schemas), spectra=spectra, batch_size=batch_size,
+                                    overlap=overlap)
     for record in records:
         for sink in sinks:
             sink(record)
@@ -162,6 +163,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "ray: torch on Ray Data actors over alert parquet tables (the [ray] extra)")
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
                         help="CPU threads per engine (default 1: fastest under load; 0 = the library's choice)")
+    parser.add_argument("--overlap", action="store_true",
+                        help="read and decode the next batches in a thread while the models run (faster on an idle "
+                             "multi-core machine, slower under load: see docs/BENCHMARKS.md)")
     parser.add_argument("--report", metavar="HTML", help="also write a self-contained HTML report (see cider report)")
     parser.add_argument("--show", type=int, default=20, help="rows of the summary table printed to stderr")
     parser.add_argument("--ray-address", help="existing Ray cluster (auto, ray://HEAD:10001); default: a local Ray")
@@ -205,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         schemas = WireSchemas(args.schema_dir, args.schema_registry)
         tally = run(args.alerts, classifier, sinks, spectra, args.batch_size, args.show,
-                    progress=not args.no_progress, schemas=schemas, records=records)
+                    progress=not args.no_progress, schemas=schemas, records=records, overlap=args.overlap)
     finally:
         writer.close()
     elapsed = time.perf_counter() - start

@@ -6,8 +6,8 @@ the BOOM interface ``triplet``/``metadata`` → ``fc_out`` for the image model),
 carrying everything a broker needs to use it alone: class names, the input layout and metadata feature order,
 the config and the fitted preprocessing statistics, the temperature and fusion weight, the survey and bands,
 the package, torch and onnx versions and the opset. ``--quantize int8`` adds ``model.int8.onnx`` (dynamic
-int8 quantisation). ``fusion.json`` is copied, so ``cider classify --models DIR2 --engine onnxruntime`` runs the
-exported models. Each export is checked: onnxruntime against torch on the example batch, max |Δ logit| ≤ 1e-4.
+int8 quantisation). ``fusion.json`` and ``trust.json`` are copied, so ``cider classify --models DIR2 --engine
+onnxruntime`` runs the exported models with the same fusion and trust settings (the same records). Each export is checked: onnxruntime against torch on the example batch, max |Δ logit| ≤ 1e-4.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from applecider_core.records import SURVEY_BANDS
 from .classifier import FUSION_SETTINGS_NAME, read_fusion_settings
 from .fusion import MODALITIES, FusionError
 from .runners import RUNNER_TYPES
+from .trust import TRUST_SETTINGS_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -89,8 +90,9 @@ def export_models(models_dir: str | Path, out_dir: str | Path, quantize: bool = 
         raise FusionError(f"{models_dir}: no model directories; expected some of {list(MODALITIES)}")
     settings = read_fusion_settings(models_dir)
     summary = {m: export_modality(m, models_dir / m, out_dir / m, settings, quantize) for m in present}
-    if (models_dir / FUSION_SETTINGS_NAME).is_file() and models_dir.resolve() != out_dir.resolve():
-        shutil.copy(models_dir / FUSION_SETTINGS_NAME, out_dir / FUSION_SETTINGS_NAME)
+    for name in (FUSION_SETTINGS_NAME, TRUST_SETTINGS_NAME):  # records then match the torch engine's
+        if (models_dir / name).is_file() and models_dir.resolve() != out_dir.resolve():
+            shutil.copy(models_dir / name, out_dir / name)
     (out_dir / "export.json").write_text(json.dumps(summary, indent=1))
     return summary
 

@@ -284,11 +284,13 @@ class SpectralSystems:
 
     @classmethod
     def load(cls, models_dir: str | Path) -> SpectralSystems | None:
+        present = [name for name in cls.FOLDERS if (Path(models_dir) / name).is_dir()]
+        if not present:  # the systems import torch: only when there are some (the ONNX start-up stays torch-free)
+            return None
         from applecider_spectra import CCSNscoreSystem, SNIascoreSystem
 
         loaders = {"sniascore": SNIascoreSystem.from_dir, "ccsnscore": CCSNscoreSystem.from_dir}
-        systems = {name: loaders[name](Path(models_dir) / name) for name in cls.FOLDERS if (Path(models_dir) / name).is_dir()}
-        return cls(systems) if systems else None
+        return cls({name: loaders[name](Path(models_dir) / name) for name in present})
 
     def predict(self, spectra: Sequence[Spectrum], light_curve: LightCurve | None) -> tuple[dict[str, Any], list[str]]:
         """({system: result of the object's latest usable spectrum, with its spectrum_id}, error messages)."""

@@ -26,7 +26,6 @@ def write_untrained_models(root: str | Path, alerts: Sequence[Alert], preset: st
         FeatureStats,
         PhotometryClassifier,
         PhotometryConfig,
-        build_events,
     )
     from applecider_photometry.features import preprocessor_dict as photometry_preprocessor
     from applecider_spectra import PreprocessConfig, SpectraNet, SpectraNetConfig
@@ -34,7 +33,7 @@ def write_untrained_models(root: str | Path, alerts: Sequence[Alert], preset: st
     root = Path(root)
     torch.manual_seed(seed)
     features = FeatureConfig()
-    stats = FeatureStats.fit(build_events(a.light_curve, features) for a in alerts if a.light_curve.is_detection.any())
+    stats = FeatureStats.fit(events for a in alerts if (events := _events_or_none(a, features)) is not None)
     PhotometryClassifier(PhotometryConfig.from_preset(preset, class_names=FINE_CLASSES)).save_pretrained(
         root / "photometry", photometry_preprocessor(features, stats))
     images_config = AstroMiNNConfig.from_preset(preset, class_names=FINE_CLASSES)
@@ -43,3 +42,13 @@ def write_untrained_models(root: str | Path, alerts: Sequence[Alert], preset: st
     SpectraNet(SpectraNetConfig.from_preset(preset, class_names=SPECTRA_CLASSES)).save_pretrained(
         root / "spectra", {"preprocess": PreprocessConfig().to_dict(), "task": "classification"})
     return root
+
+
+def _events_or_none(alert: Alert, features: object) -> object | None:
+    """The alert's event tokens, or None when its light curve has no detection the features can use."""
+    from applecider_photometry import NoDetectionsError, build_events
+
+    try:
+        return build_events(alert.light_curve, features)
+    except NoDetectionsError:
+        return None
