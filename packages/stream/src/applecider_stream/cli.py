@@ -65,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--log-interval-s", type=float, help="throughput/lag log interval (default 30)")
     add("--stats-out", help="JSON file with the final counts and the lag history")
     add("--device")
-    add("--threads", type=int, help="torch CPU threads")
+    add("--threads", type=int, help="torch CPU threads (default 1, the other core decodes the next batch; 0 = torch's choice)")
     add("--kafka-option", action="append", metavar="KEY=VALUE", help="extra librdkafka setting (repeatable)")
     return p
 
