@@ -6,9 +6,9 @@ they were consumed. A crash before the commit replays the batch, which the idemp
 request (SIGTERM/SIGINT) is honoured between batches: the batches in hand are finished and committed before
 the consumer leaves the group.
 
-Overlap: while batch k is classified, written and committed (the models and the waits for Kafka
-acknowledgements release the GIL), a worker thread decodes batch k+1 (Avro → packets), so one process keeps
-both cores busy. Every Kafka call stays on the calling thread.
+Overlap: while batch k is classified, written and committed, the decode process
+(:class:`~applecider_stream.decoders.DecodeProcess`) decodes batch k+1 (Avro → packets → Alerts), so one
+consumer keeps two cores busy. Every Kafka call stays on the calling thread.
 
 History across consumers: per-object photometry history lives in each process's Classifier cache. Producers
 key alerts by objectId, so all alerts of one object land in one partition and are read, in order, by the one
@@ -21,17 +21,21 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
 from applecider_data import PacketError
 
-from .decoders import Decoder
+from .decoders import DecodeProcess
 from .settings import StreamSettings
 from .sinks import DeadLetterSink, FailureLog, SinkError
 
 logger = logging.getLogger(__name__)
+
+
+def _where(message: Any) -> str:
+    return f"{message.topic()}[{message.partition()}]@{message.offset()}"
 
 
 class StreamError(RuntimeError):
@@ -60,10 +64,10 @@ class StreamStats:
 class StreamRunner:
     """Drives one consumer (``confluent_kafka.Consumer``, already subscribed) through the classifier to the sinks."""
 
-    def __init__(self, consumer: Any, classifier: Any, decoder: Decoder, sinks: Sequence[Any],
+    def __init__(self, consumer: Any, classifier: Any, decoding: DecodeProcess, sinks: Sequence[Any],
                  settings: StreamSettings, dead_letter: DeadLetterSink | None = None,
                  failures: FailureLog | None = None) -> None:  # fmt: skip
-        self.consumer, self.classifier, self.decoder = consumer, classifier, decoder
+        self.consumer, self.classifier, self.decoding = consumer, classifier, decoding
         self.sinks, self.settings, self.dead_letter = list(sinks), settings, dead_letter
         self.failures = failures or FailureLog(None)
         self.stats = StreamStats()
@@ -77,27 +81,26 @@ class StreamRunner:
     def run(self) -> StreamStats:
         limit, idle_since, consumed = self.settings.max_messages, time.time(), 0
         pending: tuple[list, Future] | None = None  # consumed and being decoded, not yet classified
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as decoding:
-            while not self._stop and (limit is None or consumed < limit):
-                wanted = self.settings.batch_size if limit is None else min(self.settings.batch_size, limit - consumed)
-                wait = 0.0 if pending is not None else self.settings.max_wait_s  # never hold a decoded batch back
-                messages = [m for m in self.consumer.consume(num_messages=wanted, timeout=wait) if self._usable(m)]
-                if messages:
-                    consumed += len(messages)
-                    idle_since = time.time()
-                elif not self.consumer.assignment():  # idle time counts from the moment we own partitions
-                    idle_since = time.time()
-                elif pending is None and self.settings.idle_exit_s is not None and time.time() - idle_since >= self.settings.idle_exit_s:
-                    logger.info("no message for %.1f s: stopping", self.settings.idle_exit_s)
-                    break
-                if pending is not None:
-                    self._process(*pending)
-                    idle_since = time.time()  # a commit may be what the producer waits for
-                pending = (messages, decoding.submit(self._decode, messages)) if messages else None
-                if time.time() - self._last_log[0] >= self.settings.log_interval_s:
-                    self._log_progress()
+        while not self._stop and (limit is None or consumed < limit):
+            wanted = self.settings.batch_size if limit is None else min(self.settings.batch_size, limit - consumed)
+            wait = 0.0 if pending is not None else self.settings.max_wait_s  # never hold a decoded batch back
+            messages = [m for m in self.consumer.consume(num_messages=wanted, timeout=wait) if self._usable(m)]
+            if messages:
+                consumed += len(messages)
+                idle_since = time.time()
+            elif not self.consumer.assignment():  # idle time counts from the moment we own partitions
+                idle_since = time.time()
+            elif pending is None and self.settings.idle_exit_s is not None and time.time() - idle_since >= self.settings.idle_exit_s:
+                logger.info("no message for %.1f s: stopping", self.settings.idle_exit_s)
+                break
             if pending is not None:
                 self._process(*pending)
+                idle_since = time.time()  # a commit may be what the producer waits for
+            pending = (messages, self.decoding.submit([(m.value() or b"", _where(m)) for m in messages])) if messages else None
+            if time.time() - self._last_log[0] >= self.settings.log_interval_s:
+                self._log_progress()
+        if pending is not None:
+            self._process(*pending)
         self._log_progress()
         return self.stats
 
@@ -110,20 +113,13 @@ class StreamRunner:
             logger.warning("consumer: %s", error)
         return False
 
-    def _decode(self, messages: Sequence[Any]) -> tuple[list, list]:
-        """(packets and PacketErrors of the batch, (message, reason) of the undecodable ones)."""
+    def _process(self, messages: Sequence[Any], decoded: Future) -> None:
         items, dead = [], []
-        for message in messages:
-            where = f"{message.topic()}[{message.partition()}]@{message.offset()}"
-            decoded = self.decoder(message.value() or b"", where)
-            items.extend(decoded)
-            reasons = [str(p) for p in decoded if isinstance(p, PacketError)]
+        for message, message_items in zip(messages, decoded.result()):
+            items.extend(message_items)
+            reasons = [str(p) for p in message_items if isinstance(p, PacketError)]
             if reasons:
                 dead.append((message, "; ".join(reasons)))
-        return items, dead
-
-    def _process(self, messages: Sequence[Any], decoded: Future) -> None:
-        items, dead = decoded.result()
         records = list(self.classifier.stream(items, batch_size=max(len(items), 1)))
         for sink in self.sinks:
             self._with_retries(sink.name, lambda sink=sink: sink.write(records))
