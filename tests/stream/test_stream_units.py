@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import bson
 import fastavro
@@ -108,6 +109,36 @@ def test_decode_process_converts_on_its_own_process_and_the_records_are_unchange
     classifier = Classifier.from_dir(REPO_ROOT / "models")
     assert from_alerts == classifier.classify([packets[0], packets[1], unconvertible, junk])
     assert "candidate.ra" in from_alerts[2]["errors"][0]
+
+
+def test_decode_process_does_not_outlive_a_killed_stream_process():
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = ("from applecider_stream.decoders import DecodeProcess\n"
+              "decoding = DecodeProcess('auto')\n"
+              "decoding.submit([(b'x', 'w')]).result(timeout=120)\n"
+              "print(*decoding._pool._processes, flush=True)\n"
+              "import time; time.sleep(120)\n")  # fmt: skip
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        worker = int(parent.stdout.readline())
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _alive(worker):
+        time.sleep(0.2)
+    assert not _alive(worker)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
 
 
 def test_rubin_decoder_reads_wire_messages_with_the_schema_directory(tmp_path):

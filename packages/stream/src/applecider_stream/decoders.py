@@ -17,9 +17,12 @@ previous batch.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from multiprocessing.connection import wait
 from typing import Any
 
 from applecider_data import (
@@ -94,6 +97,9 @@ def _start_worker(name: str, lsst_schema_dirs: tuple[str, ...], schema_registry_
                   with_cutouts: bool) -> None:  # fmt: skip
     for stop in (signal.SIGINT, signal.SIGTERM):  # the stream process decides when to stop (it finishes the batch)
         signal.signal(stop, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+    if parent is not None:  # never outlive the stream process (e.g. after its kill -9)
+        threading.Thread(target=lambda: (wait([parent.sentinel]), os._exit(0)), daemon=True).start()
     _worker.update(decoder=get_decoder(name, lsst_schema_dirs, schema_registry_url), with_cutouts=with_cutouts)
 
 
@@ -113,7 +119,8 @@ def decode_batch(values: Sequence[tuple[bytes, str]]) -> list[list]:
 
 class DecodeProcess:
     """Decodes batches on one spawned process (never forked: the stream process runs librdkafka and torch
-    threads); ``submit`` returns a Future of :func:`decode_batch`'s result."""
+    threads); ``submit`` returns a Future of :func:`decode_batch`'s result. The process ignores SIGINT/SIGTERM
+    (the stream process finishes its batches, then closes it) and exits when the stream process dies."""
 
     def __init__(self, name: str = "auto", lsst_schema_dirs: Sequence[str] = (), schema_registry_url: str | None = None,
                  with_cutouts: bool = True) -> None:  # fmt: skip
