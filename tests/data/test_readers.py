@@ -15,6 +15,7 @@ import pytest
 from applecider_data import (
     AlertParseError,
     PacketError,
+    iter_avro_bytes,
     iter_packets,
     iter_packets_with_source,
     packet_to_alert,
@@ -158,3 +159,50 @@ def test_truncated_avro_counts_the_records_decoded_before_the_failure(tmp_path, 
     errors = [p for _s, _i, p in items if isinstance(p, PacketError)]
     assert len(decoded) == 2 and len(errors) == 1
     assert "after 2 record(s)" in errors[0].reason
+
+
+def _container(packets: list[dict], codec: str = "null", sync_interval: int = 16000) -> bytes:
+    import fastavro
+
+    buffer = io.BytesIO()
+    fastavro.writer(buffer, synthetic.alert_schema(), packets, codec=codec, sync_interval=sync_interval)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("codec", ["null", "deflate"])
+def test_in_memory_containers_parse_their_schema_once_and_match_fastavro(monkeypatch, synthetic_packets, codec):
+    import fastavro
+
+    from applecider_data import readers
+
+    messages = [_container(synthetic_packets[:1], codec), _container(synthetic_packets[1:4], codec, sync_interval=1)]
+    expected = [list(fastavro.reader(io.BytesIO(m))) for m in messages]
+    parses = []
+    real_parse = fastavro.parse_schema
+    monkeypatch.setattr(readers, "_writer_schemas", collections.OrderedDict())
+    monkeypatch.setattr(fastavro, "parse_schema", lambda *a, **k: parses.append(1) or real_parse(*a, **k))
+    got = [[p for _s, _i, p in iter_avro_bytes(m, "kafka")] for m in messages * 3]
+    assert got == expected * 3  # 1 + 3 records (the second message one block per record), each read 3 times
+    assert len(parses) == 1  # one writer schema, parsed on the first message only
+    assert [i for _s, i, _p in iter_avro_bytes(messages[1], "kafka")] == ["#0", "#1", "#2"]
+
+
+def test_real_alert_files_read_cached_equal_fastavro(shared_data):
+    import fastavro
+
+    from applecider_data.readers import read_container_cached
+
+    for path in sorted((shared_data / "alerts" / "avro").glob("*.avro")):
+        data = path.read_bytes()
+        assert read_container_cached(data) == list(fastavro.reader(io.BytesIO(data))), path.name
+
+
+def test_damaged_in_memory_container_still_names_the_records_before_the_cut(synthetic_packets):
+    data = _container(synthetic_packets[:3], sync_interval=1)
+    items = [p for _s, _i, p in iter_avro_bytes(data[:-200], "kafka", "ztf[0]@7")]
+    assert [isinstance(p, PacketError) for p in items] == [False, False, True]
+    assert "ztf[0]@7 after 2 record(s)" in items[-1].reason
+    wrong_sync = data[:-16] + bytes(16)  # the last block is whole, its sync marker overwritten: as fastavro
+    items = [p for _s, _i, p in iter_avro_bytes(wrong_sync, "kafka")]
+    assert [isinstance(p, PacketError) for p in items] == [False, False, False, True]
+    assert "after 3 record(s)" in items[-1].reason and "sync marker" in items[-1].reason

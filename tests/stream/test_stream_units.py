@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import bson
 import fastavro
@@ -23,6 +24,7 @@ from applecider_data.writers import packet_to_avro
 from applecider_stream import decode_records, encode_record, get_decoder, record_schema
 from applecider_stream.avro_output import schema_json
 from applecider_stream.cli import resolve_settings
+from applecider_stream.decoders import DecodeProcess
 from applecider_stream.sinks import FailureLog, JsonLinesSink, record_key
 from applecider_stream.writeback import SkyPortalSink, latest_per_object
 
@@ -48,6 +50,16 @@ def test_output_schema_round_trip_with_optional_and_unknown_fields():
     assert plain["prediction_set"] is None and plain["abstain"] is None and plain["notes"] == [] and plain["extra"] == {}
 
 
+def test_output_message_is_the_container_fastavro_writes():
+    from applecider_stream.avro_output import SYNC_MARKER, to_avro_record
+
+    for record in (RECORD, {**RECORD, "candid": None, "fused": None, "errors": ["t[0]@3: empty message"]}):
+        buffer = io.BytesIO()
+        fastavro.writer(buffer, record_schema(), [to_avro_record(record, {"images": "astrominn:0123"})], codec="null",
+                        sync_marker=SYNC_MARKER)  # fmt: skip
+        assert encode_record(record, {"images": "astrominn:0123"}) == buffer.getvalue()
+
+
 def test_schema_documented_field_by_field():
     text = (REPO_ROOT / "docs" / "STREAM.md").read_text()
     for field in schema_json()["fields"]:
@@ -66,6 +78,67 @@ def test_decoders():
     assert isinstance(wire, PacketError)
     with pytest.raises(ValueError, match="allowed"):
         get_decoder("rubin")
+
+
+def test_decode_process_converts_on_its_own_process_and_the_records_are_unchanged():
+    import numpy as np
+
+    from applecider_core.records import Alert
+    from applecider_fusion.classifier import Classifier
+
+    packets = synthetic.make_packets(3, seed=5)
+    unconvertible = {**packets[2], "candidate": {**packets[2]["candidate"], "ra": None}}
+    values = [(packet_to_avro(p), f"t[0]@{i}") for i, p in enumerate([*packets[:2], unconvertible])]
+    decoding = DecodeProcess("auto", with_cutouts=True)
+    try:
+        batch = decoding.submit([*values, (b"garbage", "t[0]@3")]).result(timeout=120)
+    finally:
+        decoding.close()
+    assert [len(items) for items in batch] == [1, 1, 1, 1]
+    (first,), (second,), (failed,), (junk,) = batch
+    for alert, packet in ((first, packets[0]), (second, packets[1])):
+        expected = packet_to_alert(packet)
+        assert isinstance(alert, Alert) and alert.candid == expected.candid and alert.problems == expected.problems
+        np.testing.assert_array_equal(alert.light_curve.flux_ujy, expected.light_curve.flux_ujy)
+        np.testing.assert_array_equal(alert.metadata, expected.metadata)
+        np.testing.assert_array_equal(alert.cutouts.science, expected.cutouts.science)
+    assert isinstance(failed, dict) and failed["candid"] == packets[2]["candid"]  # left for the classifier's error record
+    assert isinstance(junk, PacketError) and "t[0]@3" in str(junk)
+    classifier = Classifier.from_dir(REPO_ROOT / "models")
+    from_alerts = classifier.classify([first, second, failed, junk])
+    classifier = Classifier.from_dir(REPO_ROOT / "models")
+    assert from_alerts == classifier.classify([packets[0], packets[1], unconvertible, junk])
+    assert "candidate.ra" in from_alerts[2]["errors"][0]
+
+
+def test_decode_process_does_not_outlive_a_killed_stream_process():
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = ("from applecider_stream.decoders import DecodeProcess\n"
+              "decoding = DecodeProcess('auto')\n"
+              "decoding.submit([(b'x', 'w')]).result(timeout=120)\n"
+              "print(*decoding._pool._processes, flush=True)\n"
+              "import time; time.sleep(120)\n")  # fmt: skip
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        worker = int(parent.stdout.readline())
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _alive(worker):
+        time.sleep(0.2)
+    assert not _alive(worker)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
 
 
 def test_rubin_decoder_reads_wire_messages_with_the_schema_directory(tmp_path):

@@ -20,6 +20,7 @@ import json
 import logging
 import tarfile
 import zlib
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Union
@@ -98,13 +99,72 @@ def _not_avro(head: bytes, size: int) -> str:
 
 def iter_avro_bytes(data: bytes, source: str, item: str = "", schemas: WireSchemas | None = None
                     ) -> Iterator[tuple[str, str, PacketOrError]]:
-    """Packets of one in-memory Avro file: a container, or one Kafka wire-format message (module docstring)."""
+    """Packets of one in-memory Avro file: a container, or one Kafka wire-format message (module docstring).
+
+    A stream (or a nightly tarball) repeats the same writer schema in every one-alert container, and parsing
+    it costs more than decoding the alert, so containers are read with the parsed schema cached by its bytes
+    (:func:`read_container_cached`); a container that path cannot read goes through ``fastavro.reader``, which
+    names the problem.
+    """
     if data.startswith(CONTAINER_MAGIC):
+        try:
+            records = read_container_cached(data)
+        except AVRO_ERRORS:
+            records = None
+        if records is not None:
+            for index, record in enumerate(records):
+                yield source, f"{item}#{index}" if item else f"#{index}", record
+            return
         yield from _iter_avro_stream(io.BytesIO(data), source, item)
     elif data[:1] == bytes([WIRE_MAGIC]):
         yield _wire_message(data, source, item, schemas or WireSchemas())
     else:
         yield source, item, PacketError(source, item, _not_avro(data, len(data)))
+
+
+_HEADER_SCHEMA = fastavro.parse_schema({"type": "map", "values": "bytes"})
+_LONG_SCHEMA = fastavro.parse_schema("long")
+MAX_CACHED_SCHEMAS = 32
+_writer_schemas: OrderedDict[bytes, dict] = OrderedDict()  # writer schema JSON bytes → parsed (LRU)
+
+
+def _parsed_writer_schema(schema_bytes: bytes) -> dict:
+    schema = _writer_schemas.get(schema_bytes)
+    if schema is None:
+        schema = fastavro.parse_schema(json.loads(schema_bytes))
+        _writer_schemas[schema_bytes] = schema
+        if len(_writer_schemas) > MAX_CACHED_SCHEMAS:
+            _writer_schemas.popitem(last=False)
+    else:
+        _writer_schemas.move_to_end(schema_bytes)
+    return schema
+
+
+def read_container_cached(data: bytes) -> list[dict] | None:
+    """The records of one Avro container held in memory, read block by block with the writer schema parsed
+    once per distinct schema (the same records as ``fastavro.reader``). None for a container this reader does
+    not handle (a codec other than null/deflate, no schema); a damaged one raises one of ``AVRO_ERRORS``."""
+    stream = io.BytesIO(data)
+    if stream.read(len(CONTAINER_MAGIC)) != CONTAINER_MAGIC:
+        return None
+    header = fastavro.schemaless_reader(stream, _HEADER_SCHEMA)
+    codec = header.get("avro.codec", b"null")
+    if codec not in (b"null", b"deflate") or "avro.schema" not in header:
+        return None
+    schema = _parsed_writer_schema(header["avro.schema"])
+    sync = stream.read(16)
+    records: list[dict] = []
+    while stream.tell() < len(data):
+        count = fastavro.schemaless_reader(stream, _LONG_SCHEMA)
+        size = fastavro.schemaless_reader(stream, _LONG_SCHEMA)
+        block = stream.read(size)
+        if size < 0 or len(block) != size or stream.read(16) != sync:
+            raise EOFError(f"truncated block or bad sync marker after {len(records)} record(s)")
+        body = io.BytesIO(zlib.decompress(block, -15) if codec == b"deflate" else block)
+        records.extend(fastavro.schemaless_reader(body, schema) for _ in range(count))
+        if body.tell() != len(body.getbuffer()):
+            raise ValueError(f"block of {count} record(s) not read to its end")
+    return records
 
 
 def iter_avro_file(path: str | Path, schemas: WireSchemas | None = None) -> Iterator[tuple[str, str, PacketOrError]]:

@@ -134,10 +134,11 @@ class Classifier:
         """Records for decoded packets held in memory (dicts as fastavro yields them)."""
         return list(self.stream(packets, spectra=spectra, batch_size=batch_size, overlap=overlap))
 
-    def stream(self, items: Iterable[Mapping[str, Any] | PacketError],
+    def stream(self, items: Iterable[Mapping[str, Any] | Alert | PacketError],
                spectra: Mapping[str, Sequence[Spectrum]] | None = None, batch_size: int = 256,
                overlap: bool = False) -> Iterator[dict]:
-        """One record per input item, batch by batch (bounded memory).
+        """One record per input item (a packet, or an Alert ``packet_to_alert`` made of one), batch by batch
+        (bounded memory).
 
         ``overlap``: read and decode the next batches (at most ``PREFETCH_BATCHES``) in a background thread
         while the models run on this one (ONNX Runtime and torch release the GIL while they compute). The
@@ -164,6 +165,9 @@ class Classifier:
         for item in items:
             if isinstance(item, PacketError):
                 failures.append(_error_record(None, None, [str(item)]))
+                continue
+            if isinstance(item, Alert):  # converted already (cider stream converts on its decode process)
+                alerts.append(item)
                 continue
             try:
                 alerts.append(packet_to_alert(item, with_cutouts="images" in self.runners))

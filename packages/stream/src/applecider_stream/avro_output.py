@@ -62,11 +62,29 @@ def to_avro_record(record: Mapping[str, Any], model_versions: Mapping[str, str] 
     return out
 
 
-def encode_record(record: Mapping[str, Any], model_versions: Mapping[str, str] | None = None) -> bytes:
-    """One Avro container holding the record (what the output topic carries)."""
+@lru_cache(maxsize=1)
+def _container_header() -> bytes:
+    """The container header (magic, schema, codec, sync marker) every output message starts with."""
     buffer = io.BytesIO()
-    fastavro.writer(buffer, record_schema(), [to_avro_record(record, model_versions)], codec="null",
-                    sync_marker=SYNC_MARKER)  # fmt: skip
+    fastavro.writer(buffer, record_schema(), [], codec="null", sync_marker=SYNC_MARKER)
+    return buffer.getvalue()
+
+
+_LONG = fastavro.parse_schema("long")
+
+
+def encode_record(record: Mapping[str, Any], model_versions: Mapping[str, str] | None = None) -> bytes:
+    """One Avro container holding the record (what the output topic carries): the cached header, then one
+    block (count 1, size, the record, sync marker) — the bytes ``fastavro.writer`` writes, without
+    re-serialising the schema for every record."""
+    buffer = io.BytesIO()
+    buffer.write(_container_header())
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, record_schema(), to_avro_record(record, model_versions))
+    fastavro.schemaless_writer(buffer, _LONG, 1)
+    fastavro.schemaless_writer(buffer, _LONG, body.tell())
+    buffer.write(body.getbuffer())
+    buffer.write(SYNC_MARKER)
     return buffer.getvalue()
 
 

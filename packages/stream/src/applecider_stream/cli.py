@@ -25,7 +25,7 @@ import yaml
 
 from applecider_core.config import ConfigError, from_dict, to_dict
 
-from .decoders import get_decoder
+from .decoders import DecodeProcess
 from .runner import StreamError, StreamRunner
 from .settings import StreamSettings
 from .sinks import DeadLetterSink, FailureLog, JsonLinesSink, KafkaSink
@@ -65,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--log-interval-s", type=float, help="throughput/lag log interval (default 30)")
     add("--stats-out", help="JSON file with the final counts and the lag history")
     add("--device")
-    add("--threads", type=int, help="torch CPU threads")
+    add("--threads", type=int, help="torch CPU threads (default 1, the other core decodes the next batch; 0 = torch's choice)")
     add("--kafka-option", action="append", metavar="KEY=VALUE", help="extra librdkafka setting (repeatable)")
     return p
 
@@ -160,7 +160,6 @@ def _consumer(settings: StreamSettings):
 
 def main(argv: Sequence[str] | None = None) -> int:
     settings = resolve_settings(argv)
-    decoder = get_decoder(settings.decoder, settings.lsst_schema_dirs, settings.schema_registry_url)
     if settings.threads:
         import torch
 
@@ -174,8 +173,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     sinks = build_sinks(settings, versions, failures)
     dead_letter = DeadLetterSink(kafka_config(settings), settings.dead_letter_topic) if settings.dead_letter_topic else None
     logger.info("cider stream settings: %s", json.dumps(to_dict(settings)))
+    decoding = DecodeProcess(settings.decoder, settings.lsst_schema_dirs, settings.schema_registry_url,
+                             with_cutouts="images" in classifier.runners)  # fmt: skip
     consumer = _consumer(settings)
-    runner = StreamRunner(consumer, classifier, decoder, sinks, settings, dead_letter, failures)
+    runner = StreamRunner(consumer, classifier, decoding, sinks, settings, dead_letter, failures)
     signal.signal(signal.SIGTERM, runner.request_stop)
     signal.signal(signal.SIGINT, runner.request_stop)
     code = 0
@@ -186,6 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = 1
     finally:
         consumer.close()
+        decoding.close()
         for sink in [*sinks, *([dead_letter] if dead_letter else [])]:
             sink.close()
         if settings.stats_out:

@@ -7,13 +7,32 @@
 
 A decoder never raises for a bad message: it returns a PacketError naming the message, which the stream turns
 into an error record (and, if configured, a dead-letter message with the raw bytes).
+
+:class:`DecodeProcess` runs the decoder and the packet → ``Alert`` conversion (``packet_to_alert``) of a whole
+batch on a separate process: both are pure Python and hold the GIL (~5 ms per ZTF alert, more than the
+models), so in their own process they run on the second core while the stream process classifies the
+previous batch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import multiprocessing
+import os
+import signal
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from multiprocessing.connection import wait
+from typing import Any
 
-from applecider_data import AlertParseError, PacketError, WireSchemas, decode_wire_message, iter_avro_bytes
+from applecider_data import (
+    AlertParseError,
+    PacketError,
+    WireSchemas,
+    decode_wire_message,
+    iter_avro_bytes,
+    packet_to_alert,
+)
 
 Decoded = list  # list[dict | PacketError]
 Decoder = Callable[[bytes, str], Decoded]
@@ -69,3 +88,51 @@ def get_decoder(name: str, lsst_schema_dirs: tuple[str, ...] = (), schema_regist
     if name == "lsst":
         return rubin
     return lambda value, where: (rubin if value[:1] == WIRE_FORMAT_MAGIC else decode_auto)(value, where)
+
+
+_worker: dict[str, Any] = {}  # the decode process's decoder and conversion setting
+
+
+def _start_worker(name: str, lsst_schema_dirs: tuple[str, ...], schema_registry_url: str | None,
+                  with_cutouts: bool) -> None:  # fmt: skip
+    for stop in (signal.SIGINT, signal.SIGTERM):  # the stream process decides when to stop (it finishes the batch)
+        signal.signal(stop, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+    if parent is not None:  # never outlive the stream process (e.g. after its kill -9)
+        threading.Thread(target=lambda: (wait([parent.sentinel]), os._exit(0)), daemon=True).start()
+    _worker.update(decoder=get_decoder(name, lsst_schema_dirs, schema_registry_url), with_cutouts=with_cutouts)
+
+
+def _convert(item: Any) -> Any:
+    if isinstance(item, PacketError):
+        return item
+    try:
+        return packet_to_alert(item, with_cutouts=_worker["with_cutouts"])
+    except AlertParseError:
+        return item  # the classifier converts it again and makes the error record naming the problem
+
+
+def decode_batch(values: Sequence[tuple[bytes, str]]) -> list[list]:
+    """Per message (value, where): its Alerts, packets that did not convert, and PacketErrors (in the worker)."""
+    return [[_convert(item) for item in _worker["decoder"](value, where)] for value, where in values]
+
+
+class DecodeProcess:
+    """Decodes batches on one spawned process (never forked: the stream process runs librdkafka and torch
+    threads); ``submit`` returns a Future of :func:`decode_batch`'s result. The process ignores SIGINT/SIGTERM
+    (the stream process finishes its batches, then closes it) and exits when the stream process dies."""
+
+    def __init__(self, name: str = "auto", lsst_schema_dirs: Sequence[str] = (), schema_registry_url: str | None = None,
+                 with_cutouts: bool = True) -> None:  # fmt: skip
+        if name not in DECODERS:
+            raise ValueError(f"unknown decoder {name!r}; allowed: {sorted(DECODERS)}")
+        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=_start_worker,
+                                         initargs=(name, tuple(lsst_schema_dirs), schema_registry_url, with_cutouts))
+        self._pool.submit(len, ())  # start it now: its imports overlap the consumer joining its group
+
+    def submit(self, values: Sequence[tuple[bytes, str]]) -> Future:
+        return self._pool.submit(decode_batch, list(values))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 import zlib
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -49,40 +49,70 @@ def publish_packets(producer: Any, topic: str, packets: Iterable[Mapping[str, An
 
 
 def publish_messages(producer: Any, topic: str, messages: Iterable[tuple[str, bytes]], partitions: int,
-                     backlog: Backlog | None = None, flush_timeout_s: float = 60.0) -> int:  # fmt: skip
-    """Produce ``(objectId, value)`` messages keyed by objectId, paced by ``backlog`` if given, and flush."""
+                     backlog: Backlog | None = None, flush_timeout_s: float = 60.0,
+                     read_ahead: int = 200) -> int:  # fmt: skip
+    """Produce ``(objectId, value)`` messages keyed by objectId, paced by ``backlog`` if given, and flush.
+
+    Paced, each partition's messages go out in their input order as soon as that partition has room, so a
+    full partition holds back only its own messages (up to ``read_ahead`` messages are read ahead)."""
     from confluent_kafka import TopicPartition
 
     failures: list[str] = []
     in_flight: dict[int, list[list[int]]] = defaultdict(list)  # partition -> [[offset or -1, bytes]]
+    waiting: dict[int, deque[tuple[str, bytes]]] = defaultdict(deque)  # partition -> messages not yet produced
 
-    def wait_for_room(partition: int, size: int) -> None:
-        """Block until the partition's uncommitted bytes leave room (asks the group only when over budget)."""
-        deadline = time.monotonic() + backlog.timeout_s
-        while sum(e[1] for e in in_flight[partition]) + size > backlog.max_bytes_per_partition and in_flight[partition]:
+    def drain(partition: int) -> int:
+        """Produce the partition's waiting messages while it has room; how many went out."""
+        queue, sent = waiting[partition], 0
+        while queue and (backlog is None or not in_flight[partition] or
+                         sum(e[1] for e in in_flight[partition]) + len(queue[0][1]) <= backlog.max_bytes_per_partition):
+            object_id, value = queue.popleft()
+            entry = [-1, len(value)]
+
+            def on_delivery(error, message, entry=entry) -> None:
+                if error is not None:
+                    failures.append(f"key {message.key()!r}: {error}")
+                entry[0] = message.offset() if error is None else -1
+
+            producer.produce(topic, value=value, key=object_id.encode(), partition=partition, on_delivery=on_delivery)
+            in_flight[partition].append(entry)
             producer.poll(0)
-            committed = backlog.watcher.committed([TopicPartition(topic, partition)], timeout=10)[0].offset
-            in_flight[partition] = [e for e in in_flight[partition] if e[0] < 0 or e[0] >= committed]
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{topic}[{partition}]: the group committed nothing for {backlog.timeout_s} s")
-            time.sleep(0.05)
+            sent += 1
+        return sent
+
+    last_refresh = [0.0]
+
+    def refresh() -> int:
+        """Learn the group's commits for the partitions with waiting messages and produce what now fits."""
+        full = sorted(p for p, queue in waiting.items() if queue)
+        producer.poll(0)
+        for tp in backlog.watcher.committed([TopicPartition(topic, p) for p in full], timeout=10):
+            in_flight[tp.partition] = [e for e in in_flight[tp.partition] if e[0] < 0 or e[0] >= tp.offset]
+        last_refresh[0] = time.monotonic()
+        return sum(drain(p) for p in full)
+
+    def wait_for_room(most_waiting: int) -> None:
+        stalled_since = time.monotonic()
+        while sum(map(len, waiting.values())) > most_waiting:
+            if refresh():
+                stalled_since = time.monotonic()
+            elif time.monotonic() - stalled_since > backlog.timeout_s:
+                raise TimeoutError(f"{topic}: the group committed nothing for {backlog.timeout_s} s")
+            else:
+                time.sleep(0.02)
 
     produced = 0
     for object_id, value in messages:
         partition = partition_of(object_id, partitions)
+        waiting[partition].append((object_id, value))
+        drain(partition)
         if backlog is not None:
-            wait_for_room(partition, len(value))
-        entry = [-1, len(value)]
-
-        def on_delivery(error, message, entry=entry) -> None:
-            if error is not None:
-                failures.append(f"key {message.key()!r}: {error}")
-            entry[0] = message.offset() if error is None else -1
-
-        producer.produce(topic, value=value, key=object_id.encode(), partition=partition, on_delivery=on_delivery)
-        in_flight[partition].append(entry)
-        producer.poll(0)
+            if any(waiting.values()) and time.monotonic() - last_refresh[0] > 0.02:
+                refresh()
+            wait_for_room(read_ahead)
         produced += 1
+    if backlog is not None:
+        wait_for_room(0)
     remaining = producer.flush(flush_timeout_s)
     if remaining or failures:
         raise RuntimeError(f"{topic}: {remaining} messages not delivered within {flush_timeout_s} s; "

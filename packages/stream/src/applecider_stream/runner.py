@@ -1,9 +1,14 @@
 """The stream loop: consume a batch → decode → ``Classifier.stream`` → every sink → commit the batch's offsets.
 
 At-least-once: offsets are committed (synchronously, exactly the batch's last offset + 1 per partition) only
-after every sink accepted the batch and the dead letters are delivered. A crash before the commit replays the
-batch, which the idempotent sinks absorb. A stop request (SIGTERM/SIGINT) is honoured between batches, so the
-batch in hand is finished and committed before the consumer leaves the group.
+after every sink accepted the batch and the dead letters are delivered; batches are committed in the order
+they were consumed. A crash before the commit replays the batch, which the idempotent sinks absorb. A stop
+request (SIGTERM/SIGINT) is honoured between batches: the batches in hand are finished and committed before
+the consumer leaves the group.
+
+Overlap: while batch k is classified, written and committed, the decode process
+(:class:`~applecider_stream.decoders.DecodeProcess`) decodes batch k+1 (Avro → packets → Alerts), so one
+consumer keeps two cores busy. Every Kafka call stays on the calling thread.
 
 History across consumers: per-object photometry history lives in each process's Classifier cache. Producers
 key alerts by objectId, so all alerts of one object land in one partition and are read, in order, by the one
@@ -16,16 +21,21 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
 from applecider_data import PacketError
 
-from .decoders import Decoder
+from .decoders import DecodeProcess
 from .settings import StreamSettings
 from .sinks import DeadLetterSink, FailureLog, SinkError
 
 logger = logging.getLogger(__name__)
+
+
+def _where(message: Any) -> str:
+    return f"{message.topic()}[{message.partition()}]@{message.offset()}"
 
 
 class StreamError(RuntimeError):
@@ -54,10 +64,10 @@ class StreamStats:
 class StreamRunner:
     """Drives one consumer (``confluent_kafka.Consumer``, already subscribed) through the classifier to the sinks."""
 
-    def __init__(self, consumer: Any, classifier: Any, decoder: Decoder, sinks: Sequence[Any],
+    def __init__(self, consumer: Any, classifier: Any, decoding: DecodeProcess, sinks: Sequence[Any],
                  settings: StreamSettings, dead_letter: DeadLetterSink | None = None,
                  failures: FailureLog | None = None) -> None:  # fmt: skip
-        self.consumer, self.classifier, self.decoder = consumer, classifier, decoder
+        self.consumer, self.classifier, self.decoding = consumer, classifier, decoding
         self.sinks, self.settings, self.dead_letter = list(sinks), settings, dead_letter
         self.failures = failures or FailureLog(None)
         self.stats = StreamStats()
@@ -69,21 +79,28 @@ class StreamRunner:
         self._stop = True
 
     def run(self) -> StreamStats:
-        limit, idle_since = self.settings.max_messages, time.time()
-        while not self._stop and (limit is None or self.stats.messages < limit):
-            wanted = self.settings.batch_size if limit is None else min(self.settings.batch_size, limit - self.stats.messages)
-            messages = [m for m in self.consumer.consume(num_messages=wanted, timeout=self.settings.max_wait_s)
-                        if self._usable(m)]  # fmt: skip
+        limit, idle_since, consumed = self.settings.max_messages, time.time(), 0
+        pending: tuple[list, Future] | None = None  # consumed and being decoded, not yet classified
+        while not self._stop and (limit is None or consumed < limit):
+            wanted = self.settings.batch_size if limit is None else min(self.settings.batch_size, limit - consumed)
+            wait = 0.0 if pending is not None else self.settings.max_wait_s  # never hold a decoded batch back
+            messages = [m for m in self.consumer.consume(num_messages=wanted, timeout=wait) if self._usable(m)]
             if messages:
-                self._process(messages)
+                consumed += len(messages)
                 idle_since = time.time()
             elif not self.consumer.assignment():  # idle time counts from the moment we own partitions
                 idle_since = time.time()
-            elif self.settings.idle_exit_s is not None and time.time() - idle_since >= self.settings.idle_exit_s:
+            elif pending is None and self.settings.idle_exit_s is not None and time.time() - idle_since >= self.settings.idle_exit_s:
                 logger.info("no message for %.1f s: stopping", self.settings.idle_exit_s)
                 break
+            if pending is not None:
+                self._process(*pending)
+                idle_since = time.time()  # a commit may be what the producer waits for
+            pending = (messages, self.decoding.submit([(m.value() or b"", _where(m)) for m in messages])) if messages else None
             if time.time() - self._last_log[0] >= self.settings.log_interval_s:
                 self._log_progress()
+        if pending is not None:
+            self._process(*pending)
         self._log_progress()
         return self.stats
 
@@ -96,13 +113,11 @@ class StreamRunner:
             logger.warning("consumer: %s", error)
         return False
 
-    def _process(self, messages: Sequence[Any]) -> None:
+    def _process(self, messages: Sequence[Any], decoded: Future) -> None:
         items, dead = [], []
-        for message in messages:
-            where = f"{message.topic()}[{message.partition()}]@{message.offset()}"
-            decoded = self.decoder(message.value() or b"", where)
-            items.extend(decoded)
-            reasons = [str(p) for p in decoded if isinstance(p, PacketError)]
+        for message, message_items in zip(messages, decoded.result()):
+            items.extend(message_items)
+            reasons = [str(p) for p in message_items if isinstance(p, PacketError)]
             if reasons:
                 dead.append((message, "; ".join(reasons)))
         records = list(self.classifier.stream(items, batch_size=max(len(items), 1)))

@@ -48,7 +48,7 @@ class StreamSettings:
     stats_out: str | None = None
     # classifier
     device: str = "cpu"
-    threads: int | None = None
+    threads: int = 1  # torch intra-op threads; 0 = torch's choice (all cores). One: fastest under load (engines.py)
     history_cache_size: int = 100_000
     kafka: dict[str, str] = field(default_factory=dict)  # extra librdkafka settings (security.protocol, ...)
 
@@ -61,6 +61,8 @@ class StreamSettings:
         for name in ("batch_size", "sink_retries", "history_cache_size"):
             if getattr(self, name) < (0 if name == "sink_retries" else 1):
                 raise ConfigError(f"cider stream: {name} must be >= 1, got {getattr(self, name)}")
+        if self.threads < 0:
+            raise ConfigError(f"cider stream: threads must be >= 0, got {self.threads}")
         if self.max_wait_s <= 0 or self.log_interval_s <= 0:
             raise ConfigError("cider stream: max_wait_s and log_interval_s must be > 0")
         return self
