@@ -31,7 +31,7 @@ from applecider_core.taxonomy import FUSION, get_taxonomy, projection_matrix
 from applecider_core.training import predict
 from applecider_photometry import PhotometryClassifier, collate_events
 from applecider_photometry.data import EventDataset, load_split
-from applecider_photometry.features import FeatureConfig, build_events, from_preprocessor
+from applecider_photometry.features import FeatureConfig, NoDetectionsError, build_events, from_preprocessor
 
 HORIZONS = (3.0, 10.0, 30.0, 100.0)
 
@@ -53,7 +53,7 @@ def summary_features(curves, config: FeatureConfig) -> tuple[np.ndarray, np.ndar
     for curve in curves:
         try:
             events = build_events(curve.light_curve, config)
-        except ValueError:
+        except NoDetectionsError:
             continue
         f, t = events.features, events.times_days
         log_flux, green, red = f[:, 2], f[:, 4] == 1, f[:, 5] == 1

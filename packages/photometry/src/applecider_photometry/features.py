@@ -192,8 +192,10 @@ def delta_t_origin(first_event_mjd: float, first_detection_mjd: float) -> float:
 def history_restart_days(lc: LightCurve, config: FeatureConfig) -> float | None:
     """Days from the object's first detection to the first usable detection of ``lc`` when Δt restarts at the
     curve's first event (gap > ``NEW_EPISODE_GAP_DAYS``, see :func:`delta_t_origin`); None otherwise."""
-    if not np.isfinite(lc.first_detection_mjd):
+    if not np.isfinite(lc.first_detection_mjd) or not len(lc.mjd):
         return None
+    if lc.mjd.max() - lc.first_detection_mjd <= NEW_EPISODE_GAP_DAYS:
+        return None  # no event can be later than the latest point: the common case skips the second merge
     try:
         first_event = merge_events(lc, config.merge_window_days, config.bands).mjd[0]
     except NoDetectionsError:
