@@ -50,9 +50,11 @@ def test_joint_evaluation_on_the_public_dataset(models_dir, shared_data, tmp_pat
             assert alerts["n"] <= report["horizons"]["100"]["per_alert"][split]["all_objects"]["n"]
         coverage = report["trust"][split]["per_object"]["10"]
         assert coverage["target_coverage"] == 0.9 and 0 <= coverage["coverage"] <= 1
-    assert set(report["temperatures"]) <= {"photometry", "images", "spectra"}
+    assert set(report["calibration"]) <= {"photometry", "images", "spectra"}
     settings = json.loads((out / "fusion.json").read_text())
-    assert {m: settings["temperatures"][m] for m in report["temperatures"]} == report["temperatures"]
+    for modality, fitted in report["calibration"].items():
+        assert settings["temperatures"][modality] == fitted["temperature"]
+        assert settings["biases"][modality] == fitted["bias"]
     trust = TrustSettings.load(out / "trust.json")
     assert trust.classes == report["classes"] and trust.min_detections >= 1 and trust.metadata_ranges
     assert "fused" in capsys.readouterr().out

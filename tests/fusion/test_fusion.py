@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from applecider_core.metrics import softmax
-from applecider_core.taxonomy import FINE_CLASSES, SPECTRA_CLASSES
+from applecider_core.taxonomy import FINE_CLASSES, FUSION, SPECTRA_CLASSES
 from applecider_fusion import FusionError, ProbabilityFusion
 
 CLASSES = {"photometry": FINE_CLASSES, "images": FINE_CLASSES, "spectra": SPECTRA_CLASSES}
@@ -77,9 +77,43 @@ def test_temperature_fit_recovers_overconfidence():
     true_logits = rng.normal(size=(3000, 10)) * 2
     fine_labels = np.array([rng.choice(10, p=p) for p in softmax(true_logits)])
     fusion_labels = (fusion._projections["photometry"][fine_labels]).argmax(axis=1)
-    fitted = fusion.fit_temperatures({"photometry": (true_logits * 3, fusion_labels)})
-    assert fitted["photometry"] == pytest.approx(3.0, rel=0.2)
-    assert fusion.temperatures["photometry"] == fitted["photometry"]
+    fitted = fusion.fit_calibration({"photometry": (true_logits * 3, fusion_labels)}, fit_bias=False)
+    assert fitted["photometry"]["temperature"] == pytest.approx(3.0, rel=0.2)
+    assert fusion.temperatures["photometry"] == fitted["photometry"]["temperature"]
+    assert fusion.biases["photometry"] == [0.0] * 10
+
+
+def test_bias_fit_recovers_a_label_shift():
+    """A model trained on balanced classes, deployed where they are 70/20/10: the fitted bias is log(prior),
+    centred (hand check: log(0.7, 0.2, 0.1) = (-0.357, -1.609, -2.303), mean -1.423 → (1.066, -0.187, -0.880)); the temperature stays 1."""
+    rng = np.random.default_rng(2)
+    classes = ("SN I", "SN II", "TDE")
+    fusion = ProbabilityFusion({"photometry": classes})
+    balanced_logits = rng.normal(size=(6000, 3)) * 1.5
+    prior = np.array([0.7, 0.2, 0.1])
+    shifted = softmax(balanced_logits + np.log(prior))
+    labels = np.array([FUSION.index(classes[rng.choice(3, p=p)]) for p in shifted])
+    fitted = fusion.fit_calibration({"photometry": (balanced_logits, labels)})["photometry"]
+    expected = np.log(prior) - np.log(prior).mean()
+    np.testing.assert_allclose(expected, [1.066, -0.187, -0.880], atol=0.001)
+    np.testing.assert_allclose(fitted["bias"], expected, atol=0.12)
+    assert fitted["temperature"] == pytest.approx(1.0, abs=0.1)
+    assert sum(fitted["bias"]) == pytest.approx(0.0, abs=1e-3)
+    probs = fusion.member_probabilities("photometry", np.zeros((1, 3)))[0]  # an uninformative input → the prior
+    np.testing.assert_allclose(probs, prior, atol=0.04)
+
+
+def test_calibration_of_a_tiny_separable_validation_stays_near_one():
+    """Ten correctly classified cases must not drive T to the edge of its range (the prior keeps it near 1);
+    cases of a class the model does not cover are left out of its fit."""
+    fusion = ProbabilityFusion({"images": ("SN Ia", "SN II")})
+    logits = np.array([[3.0, 0.0]] * 5 + [[0.0, 3.0]] * 5 + [[1.0, 0.0]] * 4)
+    labels = np.array([FUSION.index("SN I")] * 5 + [FUSION.index("SN II")] * 5 + [FUSION.index("TDE")] * 4)
+    fitted = fusion.fit_calibration({"images": (logits, labels)})["images"]
+    assert 0.5 < fitted["temperature"] <= 1.0
+    assert np.abs(fitted["bias"]).max() < 0.2
+    with pytest.raises(FusionError, match="bias must be 2 finite numbers"):
+        ProbabilityFusion({"images": ("SN Ia", "SN II")}, biases={"images": [0.0]})
 
 
 # ---- coverage: a model says nothing about the fusion classes it does not cover --------------------------

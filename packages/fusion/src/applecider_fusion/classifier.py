@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 
 from applecider_core.engines import DEFAULT_THREADS
-from applecider_core.metrics import softmax
 from applecider_core.pretrained import resolve_device
 from applecider_core.records import METADATA_FEATURES, Alert, LightCurve, Spectrum
 from applecider_data import AlertParseError, PacketError, merge_light_curves, packet_to_alert
@@ -37,7 +36,7 @@ from .fusion import MODALITIES, FusionError, ProbabilityFusion
 from .runners import HISTORY_RESTART_NOTE, RUNNER_TYPES, ModalityRunner, SpectralSystems, load_runner
 from .trust import NO_TRUST_NOTE, TrustSettings, read_trust_settings
 
-FUSION_SETTINGS_NAME = "fusion.json"  # per-modality weights and temperatures next to the model folders
+FUSION_SETTINGS_NAME = "fusion.json"  # per-modality weights, temperatures and biases next to the model folders
 PREFETCH_BATCHES = 2  # batches read and decoded ahead of the models (Classifier.stream(overlap=True))
 
 
@@ -106,7 +105,7 @@ class Classifier:
         intra-op threads per session (torch threads are the process's, see ``cider classify --threads``).
 
         Fusion settings: each model's own temperature (its preprocessor.json), replaced by the per-modality
-        weights and temperatures of ``models_dir/fusion.json`` when present (written by ``cider evaluate``),
+        weights, temperatures and per-class biases of ``models_dir/fusion.json`` when present (written by ``cider evaluate``),
         then by ``weights`` given here. Trust settings: ``models_dir/trust.json`` when present.
         """
         models_dir = Path(models_dir)
@@ -122,8 +121,9 @@ class Classifier:
         temperatures = {m: r.temperature for m, r in runners.items()}
         temperatures.update({m: t for m, t in settings.get("temperatures", {}).items() if m in runners})
         chosen = {m: w for m, w in settings.get("weights", {}).items() if m in runners} | dict(weights or {})
+        biases = {m: b for m, b in settings.get("biases", {}).items() if m in runners}
         fusion = ProbabilityFusion({m: r.class_names for m, r in runners.items()}, weights=chosen,
-                                   temperatures=temperatures)
+                                   temperatures=temperatures, biases=biases)
         return cls(runners, fusion, trust=read_trust_settings(models_dir),
                    spectral_systems=SpectralSystems.load(models_dir))
 
@@ -271,9 +271,9 @@ class Classifier:
     def _record(self, alert: Alert, i: int, logits: Mapping[str, np.ndarray], present: Mapping[str, np.ndarray],
                 fused: np.ndarray, errors: list[str], notes: list[str], skipped: dict[str, str]) -> dict:
         used = [m for m in logits if present[m][i]]
-        per_modality = {}  # each member as it enters the fusion: calibrated with its temperature
+        per_modality = {}  # each member as it enters the fusion: calibrated with its temperature and bias
         for m in used:
-            probs = softmax(logits[m][i : i + 1], self.fusion.temperatures.get(m, 1.0))[0]
+            probs = self.fusion.member_probabilities(m, logits[m][i : i + 1])[0]
             per_modality[m] = _probabilities_dict(self.runners[m].class_names, probs)
         record = _error_record(alert.object_id, alert.candid, errors)
         record.update(mjd=round(float(alert.mjd), 6), survey=alert.survey, modalities=used, probabilities=per_modality,
@@ -353,14 +353,14 @@ def _prefetched(source: Iterator[Any], depth: int) -> Iterator[Any]:
 
 
 def read_fusion_settings(models_dir: Path) -> dict[str, Any]:
-    """``models_dir/fusion.json`` ({"weights": {...}, "temperatures": {...}}) or {} when absent."""
+    """``models_dir/fusion.json`` ({"weights": {...}, "temperatures": {...}, "biases": {...}}) or {} when absent."""
     path = Path(models_dir) / FUSION_SETTINGS_NAME
     if not path.is_file():
         return {}
     settings = json.loads(path.read_text())
-    unknown = sorted(set(settings) - {"weights", "temperatures", "fitted_on"})
+    unknown = sorted(set(settings) - {"weights", "temperatures", "biases", "fitted_on"})
     if unknown:
-        raise FusionError(f"{path}: unknown keys {unknown}; allowed: weights, temperatures, fitted_on")
+        raise FusionError(f"{path}: unknown keys {unknown}; allowed: weights, temperatures, biases, fitted_on")
     return settings
 
 

@@ -8,7 +8,7 @@ each single-modality model and the fused result on the common set (objects with 
 objects and per missing-modality pattern; confusion matrices (PNG) at ``horizon_days`` for val and test.
 
 Fitted on validation (objects at every horizon, alerts up to the last) and written to ``output_dir``:
-``fusion.json`` (per-modality temperatures and weights) and ``trust.json`` (conformal thresholds, abstention
+``fusion.json`` (per-modality temperatures, per-class biases and weights) and ``trust.json`` (conformal thresholds, abstention
 threshold, out-of-distribution limits; see ``trust.py``), with their measured test coverage in report.json.
 Copy both next to the model folders and ``cider classify`` uses them.
 """
@@ -50,7 +50,8 @@ class FusionEvaluationConfig:
     sweep_days: tuple[float, ...] = (3.0, 10.0, 30.0, 100.0)
     spectra_before_horizon: bool = False  # only spectra taken before the cut count
     per_alert: bool = True
-    fit_temperatures: bool = True
+    fit_temperatures: bool = True  # per-modality temperature and (fit_biases) per-class logit bias, on val
+    fit_biases: bool = True
     trust: TrustFitConfig = field(default_factory=TrustFitConfig)
     weights: dict[str, float] = field(default_factory=dict)
     device: str = "cpu"
@@ -193,16 +194,16 @@ def _patterns(logits: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def _fit_on_validation(config: FusionEvaluationConfig, classifier: Classifier, ds: SharedDataset,
-                       val: SplitCases) -> tuple[dict[str, float], object]:
-    """Temperatures then trust settings, from the validation objects at every horizon of the sweep and
+                       val: SplitCases) -> tuple[dict[str, dict], object]:
+    """Calibration (temperatures, biases) then trust settings, from the validation objects at every horizon of the sweep and
     (when evaluated) every validation alert up to the last horizon, each once."""
     blocks = list(val.per_object.values()) + ([val.per_alert[max(val.per_alert)]] if val.per_alert else [])
     labels, logits, ages = _pooled(blocks)
     have = _present(logits)
-    temperatures = {}
+    calibration = {}
     if config.fit_temperatures:
-        temperatures = classifier.fusion.fit_temperatures(
-            {m: (v[have[m]], labels[have[m]]) for m, v in logits.items() if have[m].sum() >= 5})
+        calibration = classifier.fusion.fit_calibration(
+            {m: (v[have[m]], labels[have[m]]) for m, v in logits.items() if have[m].sum() >= 5}, config.fit_biases)
     fused = _fused(classifier, logits)
     ok = ~np.isnan(fused).any(axis=1)
     energies = {m: energy_score(v[have[m]], classifier.fusion.temperatures.get(m, 1.0))
@@ -212,7 +213,7 @@ def _fit_on_validation(config: FusionEvaluationConfig, classifier: Classifier, d
     trust = fit_trust(config.trust, classifier.fusion.classes, fused[ok], labels[ok], _patterns(logits)[ok],
                       ages[ok], energies, min_detections, ranges, age_edges_days=sweep,
                       fitted_on=f"{config.dataset} (val: objects at {sweep} d, alerts up to {max(sweep):g} d)")
-    return temperatures, trust
+    return calibration, trust
 
 
 def _trust_block(classifier: Classifier, trust, cases: dict) -> dict:
@@ -233,10 +234,10 @@ def evaluate(config: FusionEvaluationConfig) -> dict:
     classifier = Classifier.from_dir(config.models, config.device, config.weights, engine=config.engine)
     run = CaseLogits(classifier)
     splits = {split: _collect(config, ds, classifier, split, run) for split in config.splits}
-    temperatures, trust = _fit_on_validation(config, classifier, ds, splits["val"])
+    calibration, trust = _fit_on_validation(config, classifier, ds, splits["val"])
     fusion = classifier.fusion
     result: dict = {"dataset": str(config.dataset), "models": str(config.models), "classes": list(fusion.classes),
-                    "temperatures": temperatures, "horizon_days": config.horizon_days,
+                    "calibration": calibration, "horizon_days": config.horizon_days,
                     "sweep_days": list(config.sweep_days), "spectra_before_horizon": config.spectra_before_horizon,
                     "splits": {}, "horizons": {}, "trust": {"settings": TRUST_SETTINGS_NAME}}
     for split, cases in splits.items():
@@ -255,7 +256,8 @@ def evaluate(config: FusionEvaluationConfig) -> dict:
                                             "(row-normalised)")
     (output_dir / "report.json").write_text(json.dumps(result, indent=1))
     settings = {"weights": dict(fusion.weights), "temperatures": dict(fusion.temperatures),
-                "fitted_on": f"{config.dataset} (val)" if temperatures else "not fitted"}
+                "biases": {m: list(b) for m, b in fusion.biases.items()},
+                "fitted_on": f"{config.dataset} (val)" if calibration else "not fitted"}
     (output_dir / FUSION_SETTINGS_NAME).write_text(json.dumps(settings, indent=1))
     trust.save(output_dir / TRUST_SETTINGS_NAME)
     logger.info("wrote %s", output_dir / "report.json")

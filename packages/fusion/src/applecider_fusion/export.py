@@ -55,6 +55,7 @@ def model_metadata(modality: str, model: Any, settings: dict[str, Any]) -> dict[
     return {
         "modality": modality, "model_type": type(config).model_type, "class_names": list(config.class_names),
         "config": to_dict(config), "preprocessor": model.preprocessor, "temperature": float(temperature),
+        "bias": [float(b) for b in settings.get("biases", {}).get(modality, [0.0] * len(config.class_names))],
         "fusion_weight": float(settings.get("weights", {}).get(modality, 1.0)),
         "survey": survey, "bands": list(getattr(config, "bands", SURVEY_BANDS[survey])),
         "versions": {name: version(name) for name in ("applecider-core", DISTRIBUTIONS[modality], "torch", "onnx",

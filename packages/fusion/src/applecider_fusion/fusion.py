@@ -4,7 +4,11 @@ Each modality model predicts over its own classes (fine, spectra, ...). Its prob
 the fusion taxonomy's classes (``core.taxonomy.projection_matrix``: e.g. SN Ia + SN Ib + SN Ic → SN I), then
 averaged over the modalities present for each object, with optional per-modality weights. A missing modality
 is left out of both the sum and the weights, so the result is a proper distribution over whatever exists.
-Optional per-modality temperatures (fitted on validation logits) calibrate each member before averaging.
+Each member is calibrated before averaging: p_m = softmax(z_m / T_m + b_m), with a temperature T_m and a per-class
+logit bias b_m (bias-corrected temperature scaling; default T = 1, b = 0). ``fit_calibration`` fits both on
+validation (see :func:`fit_member_calibration`): the bias undoes the class prior a model learnt from its training
+sampler (capped, oversampled, weighted classes) where the validation split has the natural one; a model's
+outputs on inputs that carry little information (a one-night light curve) are that prior.
 
 Coverage. A model *covers* the fusion classes its class names map to (a model trained without CV covers no
 CV). It says nothing about the others: it neither votes zero for them nor spreads its mass onto them. Formally
@@ -26,13 +30,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from applecider_core.metrics import fit_temperature, softmax
+from applecider_core.metrics import softmax
 from applecider_core.taxonomy import FUSION, Taxonomy, TaxonomyError, projection_matrix
 
 MODALITIES = ("photometry", "images", "spectra")
+# Gaussian priors of the calibration fit (MAP): log T ~ N(0, 1), each bias ~ N(0, 1). With thousands of validation
+# cases the data decide; with a few dozen (images here) the fit stays near T = 1, b = 0 instead of driving T to
+# the edge of its range on a separable handful (T = 0.05 on 2026-12-02's images validation without it).
+PRIOR_LOG_TEMPERATURE_SD = 1.0
+PRIOR_BIAS_SD = 1.0
 
 
 class FusionError(ValueError):
@@ -47,6 +57,7 @@ class ProbabilityFusion:
     taxonomy: Taxonomy = FUSION
     weights: Mapping[str, float] = field(default_factory=dict)  # default 1 for every modality
     temperatures: Mapping[str, float] = field(default_factory=dict)  # default 1 (no calibration)
+    biases: Mapping[str, Sequence[float]] = field(default_factory=dict)  # per-class logit offsets, default 0
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.class_names) - set(MODALITIES))
@@ -63,6 +74,12 @@ class ProbabilityFusion:
                 raise FusionError(f"weight/temperature given for {name!r}, which has no model")
             if not value > 0:
                 raise FusionError(f"weights and temperatures must be > 0, got {name}={value}")
+        for name, bias in self.biases.items():
+            if name not in self.class_names:
+                raise FusionError(f"bias given for {name!r}, which has no model")
+            if len(bias) != len(self.class_names[name]) or not np.isfinite(np.asarray(bias, float)).all():
+                raise FusionError(f"{name}: bias must be {len(self.class_names[name])} finite numbers (one per "
+                                  f"class of the model), got {list(bias)}")
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -72,15 +89,21 @@ class ProbabilityFusion:
         """Fusion classes that ``modality``'s model covers (some of its classes map to them)."""
         return tuple(c for c, hit in zip(self.classes, self._projections[modality].any(axis=0)) if hit)
 
-    def to_taxonomy(self, modality: str, logits: np.ndarray) -> np.ndarray:
-        """(N, C_m) logits of one modality → (N, T) probabilities over the fusion classes."""
+    def member_probabilities(self, modality: str, logits: np.ndarray) -> np.ndarray:
+        """(N, C_m) logits of one modality → its calibrated (N, C_m) probabilities, softmax(z / T + b)."""
         if modality not in self._projections:
             raise FusionError(f"no model for modality {modality!r}; have {sorted(self._projections)}")
         logits = np.asarray(logits, dtype=np.float64)
-        projection = self._projections[modality]
-        if logits.ndim != 2 or logits.shape[1] != projection.shape[0]:
-            raise FusionError(f"{modality}: expected logits (N, {projection.shape[0]}), got {logits.shape}")
-        return softmax(logits, self.temperatures.get(modality, 1.0)) @ projection
+        n_classes = self._projections[modality].shape[0]
+        if logits.ndim != 2 or logits.shape[1] != n_classes:
+            raise FusionError(f"{modality}: expected logits (N, {n_classes}), got {logits.shape}")
+        temperature = self.temperatures.get(modality, 1.0)
+        bias = np.asarray(self.biases.get(modality, np.zeros(n_classes)), dtype=np.float64)
+        return softmax(logits / temperature + bias)
+
+    def to_taxonomy(self, modality: str, logits: np.ndarray) -> np.ndarray:
+        """(N, C_m) logits of one modality → (N, T) calibrated probabilities over the fusion classes."""
+        return self.member_probabilities(modality, logits) @ self._projections[modality]
 
     def fuse(self, logits: Mapping[str, np.ndarray], present: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
         """Fused (N, T) probabilities (coverage-aware mean, see the module docstring).
@@ -102,16 +125,20 @@ class ProbabilityFusion:
             members.append((probs, self._projections[modality].any(axis=0), mask * self.weights.get(modality, 1.0)))
         return coverage_aware_mean(members)
 
-    def fit_temperatures(self, validation: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
-        """Per-modality temperature from validation (logits, fusion-class labels); stored on this object.
+    def fit_calibration(self, validation: Mapping[str, tuple[np.ndarray, np.ndarray]], fit_bias: bool = True
+                        ) -> dict[str, dict[str, Any]]:
+        """Per-modality temperature and per-class bias from validation (logits, fusion-class labels); stored here.
 
-        Labels are indices into the fusion taxonomy; each member's projected probabilities are calibrated
-        through its own logits, so the NLL is that of the projected distribution.
+        Labels are indices into the fusion taxonomy; the likelihood is that of the projected distribution, over
+        the cases whose class the model covers (:func:`fit_member_calibration`). Returns
+        ``{modality: {"temperature": T, "bias": [b per model class]}}``.
         """
         fitted = {}
         for modality, (logits, labels) in validation.items():
-            fitted[modality] = _fit_projected_temperature(logits, labels, self._projections[modality])
-        self.temperatures = {**self.temperatures, **fitted}
+            temperature, bias = fit_member_calibration(logits, labels, self._projections[modality], fit_bias)
+            fitted[modality] = {"temperature": temperature, "bias": bias.tolist()}
+        self.temperatures = {**self.temperatures, **{m: f["temperature"] for m, f in fitted.items()}}
+        self.biases = {**self.biases, **{m: f["bias"] for m, f in fitted.items()}}
         return fitted
 
 
@@ -144,15 +171,37 @@ def coverage_aware_mean(members: Sequence[tuple[np.ndarray, np.ndarray, np.ndarr
     return q
 
 
-def _fit_projected_temperature(logits: np.ndarray, labels: np.ndarray, projection: np.ndarray) -> float:
-    """Temperature minimising NLL of softmax(logits/T) summed into fusion classes (1-D search over log T)."""
-    if projection.shape[0] == projection.shape[1] and np.allclose(projection, np.eye(projection.shape[0])):
-        return fit_temperature(logits, labels)
-    grid = np.exp(np.linspace(np.log(0.05), np.log(20.0), 241))
+def fit_member_calibration(logits: np.ndarray, labels: np.ndarray, projection: np.ndarray, fit_bias: bool = True,
+                           max_iter: int = 200) -> tuple[float, np.ndarray]:
+    """MAP (T, b) of one member: maximise Σ_i log Σ_{c → y_i} softmax(z_i / T + b)_c + log prior (module constants).
+
+    ``projection`` (C_m, T) maps the model's classes to the fusion classes of ``labels``; cases whose class the
+    model does not cover carry no information about it and are left out. The bias is defined up to a constant
+    (softmax ignores it): the prior centres it, so Σ b = 0 at the optimum. Without ``fit_bias`` b = 0.
+    """
+    import torch
+
+    projection = np.asarray(projection, dtype=bool)
     labels = np.asarray(labels, dtype=np.int64)
+    covered = projection.any(axis=0)[labels]
+    n_classes = projection.shape[0]
+    if not covered.any():
+        return 1.0, np.zeros(n_classes)
+    z = torch.as_tensor(np.asarray(logits, dtype=np.float64)[covered])
+    member_of_label = torch.as_tensor(projection[:, labels[covered]].T)  # (N, C_m): classes that map to y_i
+    params = torch.zeros(1 + n_classes, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([params], lr=0.5, max_iter=max_iter, line_search_fn="strong_wolfe")
 
-    def nll(t: float) -> float:
-        probs = softmax(logits, t) @ projection
-        return float(-np.mean(np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None))))
+    def closure():
+        optimizer.zero_grad()
+        log_t, bias = params[0], params[1:] if fit_bias else torch.zeros(n_classes, dtype=torch.float64)
+        log_p = torch.log_softmax(z / log_t.exp() + bias, dim=1)
+        log_likelihood = torch.logsumexp(log_p.masked_fill(~member_of_label, -torch.inf), dim=1).sum()
+        log_prior = (log_t / PRIOR_LOG_TEMPERATURE_SD) ** 2 / 2 + ((bias / PRIOR_BIAS_SD) ** 2).sum() / 2
+        loss = log_prior - log_likelihood
+        loss.backward()
+        return loss
 
-    return float(min(grid, key=nll))
+    optimizer.step(closure)
+    values = params.detach().numpy()
+    return float(np.exp(values[0])), (values[1:] if fit_bias else np.zeros(n_classes))
