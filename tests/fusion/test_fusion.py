@@ -112,6 +112,11 @@ def test_calibration_of_a_tiny_separable_validation_stays_near_one():
     fitted = fusion.fit_calibration({"images": (logits, labels)})["images"]
     assert 0.5 < fitted["temperature"] <= 1.0
     assert np.abs(fitted["bias"]).max() < 0.2
+    repeated = np.repeat(logits[:10], 20, axis=0), np.repeat(labels[:10], 20)  # each case seen 20 times
+    sharp = ProbabilityFusion({"images": ("SN Ia", "SN II")}).fit_calibration({"images": repeated})["images"]
+    once = ProbabilityFusion({"images": ("SN Ia", "SN II")}).fit_calibration(
+        {"images": (*repeated, np.full(200, 1 / 20))})["images"]  # weighted: each object counts once
+    assert sharp["temperature"] < 0.7 * once["temperature"] and once["temperature"] > 0.5  # 0.41 vs 0.64
     with pytest.raises(FusionError, match="bias must be 2 finite numbers"):
         ProbabilityFusion({"images": ("SN Ia", "SN II")}, biases={"images": [0.0]})
 

@@ -21,6 +21,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -141,14 +142,22 @@ def _split_report(classifier: Classifier, logits: dict[str, np.ndarray], labels:
     return report
 
 
+class CaseBlock(NamedTuple):
+    """The cases of one split at one horizon."""
+
+    labels: np.ndarray  # (N,) fusion class index
+    logits: dict[str, np.ndarray]  # modality → (N, C_m), NaN rows where the modality is absent
+    ages: np.ndarray  # (N,) days since first detection
+    objects: np.ndarray  # (N,) object id of each case
+
+
 @dataclass
 class SplitCases:
     """The labelled objects of one split and their cases at every horizon (per object and per alert)."""
 
     labels: dict[str, int]  # object id → fusion class index
-    # horizon → (labels (N,), logits per modality (N, C_m), age in days since first detection (N,))
-    per_object: dict[float, tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]] = field(default_factory=dict)
-    per_alert: dict[float, tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]] = field(default_factory=dict)
+    per_object: dict[float, CaseBlock] = field(default_factory=dict)  # horizon → cases
+    per_alert: dict[float, CaseBlock] = field(default_factory=dict)
 
 
 def _collect(config: FusionEvaluationConfig, ds: SharedDataset, classifier: Classifier, split: str,
@@ -162,8 +171,9 @@ def _collect(config: FusionEvaluationConfig, ds: SharedDataset, classifier: Clas
         kinds = [("per_object", timelines.per_object)] + ([("per_alert", timelines.per_alert)] if config.per_alert else [])
         for kind, make in kinds:
             cases = make(list(labels), horizon, config.spectra_before_horizon)
-            getattr(out, kind)[horizon] = (np.array([labels[c.object_id] for c in cases], dtype=np.int64), run(cases),
-                                           np.array([c.age_days for c in cases], dtype=np.float64))
+            getattr(out, kind)[horizon] = CaseBlock(
+                np.array([labels[c.object_id] for c in cases], dtype=np.int64), run(cases),
+                np.array([c.age_days for c in cases], dtype=np.float64), np.array([c.object_id for c in cases], object))
     return out
 
 
@@ -179,11 +189,16 @@ def _training_ranges(ds: SharedDataset) -> tuple[int | None, dict[str, tuple[flo
     return (min(counts) if counts else None), ranges
 
 
-def _pooled(blocks: Sequence[tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]]
-            ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
-    labels = np.concatenate([labels for labels, _, _ in blocks])
-    ages = np.concatenate([ages for _, _, ages in blocks])
-    return labels, {m: np.concatenate([logits[m] for _, logits, _ in blocks]) for m in blocks[0][1]}, ages
+def _pooled(blocks: Sequence[CaseBlock]) -> CaseBlock:
+    return CaseBlock(np.concatenate([b.labels for b in blocks]),
+                     {m: np.concatenate([b.logits[m] for b in blocks]) for m in blocks[0].logits},
+                     np.concatenate([b.ages for b in blocks]), np.concatenate([b.objects for b in blocks]))
+
+
+def _object_weights(objects: np.ndarray) -> np.ndarray:
+    """1 / (the object's number of cases): every object weighs one in a fit, however many cuts and alerts it has."""
+    _, inverse, counts = np.unique(objects.astype(str), return_inverse=True, return_counts=True)
+    return 1.0 / counts[inverse]
 
 
 def _patterns(logits: dict[str, np.ndarray]) -> np.ndarray:
@@ -198,12 +213,13 @@ def _fit_on_validation(config: FusionEvaluationConfig, classifier: Classifier, d
     """Calibration (temperatures, biases) then trust settings, from the validation objects at every horizon of the sweep and
     (when evaluated) every validation alert up to the last horizon, each once."""
     blocks = list(val.per_object.values()) + ([val.per_alert[max(val.per_alert)]] if val.per_alert else [])
-    labels, logits, ages = _pooled(blocks)
+    labels, logits, ages, objects = _pooled(blocks)
     have = _present(logits)
     calibration = {}
-    if config.fit_temperatures:
+    if config.fit_temperatures:  # per modality, each object weighs one (its cuts and alerts are not independent)
         calibration = classifier.fusion.fit_calibration(
-            {m: (v[have[m]], labels[have[m]]) for m, v in logits.items() if have[m].sum() >= 5}, config.fit_biases)
+            {m: (v[have[m]], labels[have[m]], _object_weights(objects[have[m]]))
+             for m, v in logits.items() if have[m].sum() >= 5}, config.fit_biases)
     fused = _fused(classifier, logits)
     ok = ~np.isnan(fused).any(axis=1)
     energies = {m: energy_score(v[have[m]], classifier.fusion.temperatures.get(m, 1.0))
@@ -218,7 +234,7 @@ def _fit_on_validation(config: FusionEvaluationConfig, classifier: Classifier, d
 
 def _trust_block(classifier: Classifier, trust, cases: dict) -> dict:
     block = {}
-    for horizon, (labels, logits, ages) in cases.items():
+    for horizon, (labels, logits, ages, _) in cases.items():
         fused = _fused(classifier, logits)
         ok = ~np.isnan(fused).any(axis=1)
         if ok.any():
@@ -242,7 +258,7 @@ def evaluate(config: FusionEvaluationConfig) -> dict:
                     "splits": {}, "horizons": {}, "trust": {"settings": TRUST_SETTINGS_NAME}}
     for split, cases in splits.items():
         for kind in ("per_object", "per_alert"):
-            for horizon, (labels, logits, _) in getattr(cases, kind).items():
+            for horizon, (labels, logits, _, _) in getattr(cases, kind).items():
                 block = result["horizons"].setdefault(f"{horizon:g}", {}).setdefault(kind, {})
                 block[split] = _split_report(classifier, logits, labels)
             result["trust"].setdefault(split, {})[kind] = _trust_block(classifier, trust, getattr(cases, kind))

@@ -125,17 +125,18 @@ class ProbabilityFusion:
             members.append((probs, self._projections[modality].any(axis=0), mask * self.weights.get(modality, 1.0)))
         return coverage_aware_mean(members)
 
-    def fit_calibration(self, validation: Mapping[str, tuple[np.ndarray, np.ndarray]], fit_bias: bool = True
+    def fit_calibration(self, validation: Mapping[str, tuple[np.ndarray, ...]], fit_bias: bool = True
                         ) -> dict[str, dict[str, Any]]:
-        """Per-modality temperature and per-class bias from validation (logits, fusion-class labels); stored here.
+        """Per-modality temperature and per-class bias from validation; stored here.
 
-        Labels are indices into the fusion taxonomy; the likelihood is that of the projected distribution, over
-        the cases whose class the model covers (:func:`fit_member_calibration`). Returns
-        ``{modality: {"temperature": T, "bias": [b per model class]}}``.
+        ``validation[m]`` is (logits, fusion-class labels) or (logits, labels, case weights): the likelihood is
+        that of the projected distribution over the cases whose class the model covers
+        (:func:`fit_member_calibration`). Returns ``{modality: {"temperature": T, "bias": [b per model class]}}``.
         """
         fitted = {}
-        for modality, (logits, labels) in validation.items():
-            temperature, bias = fit_member_calibration(logits, labels, self._projections[modality], fit_bias)
+        for modality, (logits, labels, *weights) in validation.items():
+            temperature, bias = fit_member_calibration(logits, labels, self._projections[modality], fit_bias,
+                                                       weights[0] if weights else None)
             fitted[modality] = {"temperature": temperature, "bias": bias.tolist()}
         self.temperatures = {**self.temperatures, **{m: f["temperature"] for m, f in fitted.items()}}
         self.biases = {**self.biases, **{m: f["bias"] for m, f in fitted.items()}}
@@ -172,8 +173,9 @@ def coverage_aware_mean(members: Sequence[tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 def fit_member_calibration(logits: np.ndarray, labels: np.ndarray, projection: np.ndarray, fit_bias: bool = True,
-                           max_iter: int = 200) -> tuple[float, np.ndarray]:
-    """MAP (T, b) of one member: maximise Σ_i log Σ_{c → y_i} softmax(z_i / T + b)_c + log prior (module constants).
+                           weights: np.ndarray | None = None, max_iter: int = 200) -> tuple[float, np.ndarray]:
+    """MAP (T, b) of one member: maximise Σ_i w_i log Σ_{c → y_i} softmax(z_i / T + b)_c + log prior (module
+    constants). ``weights`` (default 1) make correlated cases count once: e.g. 1 / (cases of the object).
 
     ``projection`` (C_m, T) maps the model's classes to the fusion classes of ``labels``; cases whose class the
     model does not cover carry no information about it and are left out. The bias is defined up to a constant
@@ -188,6 +190,7 @@ def fit_member_calibration(logits: np.ndarray, labels: np.ndarray, projection: n
     if not covered.any():
         return 1.0, np.zeros(n_classes)
     z = torch.as_tensor(np.asarray(logits, dtype=np.float64)[covered])
+    w = torch.as_tensor((np.ones(len(labels)) if weights is None else np.asarray(weights, dtype=np.float64))[covered])
     member_of_label = torch.as_tensor(projection[:, labels[covered]].T)  # (N, C_m): classes that map to y_i
     params = torch.zeros(1 + n_classes, dtype=torch.float64, requires_grad=True)
     optimizer = torch.optim.LBFGS([params], lr=0.5, max_iter=max_iter, line_search_fn="strong_wolfe")
@@ -196,7 +199,7 @@ def fit_member_calibration(logits: np.ndarray, labels: np.ndarray, projection: n
         optimizer.zero_grad()
         log_t, bias = params[0], params[1:] if fit_bias else torch.zeros(n_classes, dtype=torch.float64)
         log_p = torch.log_softmax(z / log_t.exp() + bias, dim=1)
-        log_likelihood = torch.logsumexp(log_p.masked_fill(~member_of_label, -torch.inf), dim=1).sum()
+        log_likelihood = (w * torch.logsumexp(log_p.masked_fill(~member_of_label, -torch.inf), dim=1)).sum()
         log_prior = (log_t / PRIOR_LOG_TEMPERATURE_SD) ** 2 / 2 + ((bias / PRIOR_BIAS_SD) ** 2).sum() / 2
         loss = log_prior - log_likelihood
         loss.backward()
