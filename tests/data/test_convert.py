@@ -84,6 +84,22 @@ def test_first_detection_from_jdstarthist_or_the_history(synthetic_packets):
     assert merge_light_curves(later, earlier).first_detection_mjd == 58950.0  # streaming keeps the earliest
 
 
+def test_history_rows_of_two_filters_at_one_jd_are_dropped(synthetic_packets):
+    """A fink-broker test packet sets every prv_candidates jd to one value; one exposure has one filter, so rows
+    of g and r at one jd are not real times. They are dropped with a note; a repeat in one filter is kept."""
+    packet = synthetic_packets[0]
+    candidate = packet["candidate"]
+    collapsed = [{**p, "jd": candidate["jd"] - 5.0} for p in packet["prv_candidates"]]
+    assert {p["fid"] for p in collapsed} == {1, 2}, "the fixture's history must hold both filters"
+    alert = packet_to_alert({**packet, "prv_candidates": collapsed}, with_cutouts=False)
+    assert len(alert.light_curve) == 1 and alert.light_curve.candid[0] == packet["candid"]
+    assert any(f"{len(collapsed)} history rows of different filters share jd" in p for p in alert.problems)
+    same_filter = [{**p, "jd": candidate["jd"] - 5.0, "fid": 1} for p in packet["prv_candidates"][:2]]
+    alert = packet_to_alert({**packet, "prv_candidates": same_filter}, with_cutouts=False)
+    assert not any("share jd" in p for p in alert.problems) and len(alert.light_curve) >= 2
+    assert not any("share jd" in p for p in packet_to_alert(packet, with_cutouts=False).problems)
+
+
 def test_missing_values_are_nan_not_sentinels(synthetic_packets):
     packet = dict(synthetic_packets[1])
     packet["candidate"] = {**packet["candidate"], "sgscore2": -999.0, "distpsnr2": -999.0, "scorr": None}

@@ -149,7 +149,7 @@ def run_build(config: BuildConfig, root: Path) -> dict:
     stage_results = {}
     alert_inputs = [_resolve(root, p) for p in src.alerts]
     if alert_inputs or config.kowalski.enabled:
-        key = [stages.input_fingerprint(alert_inputs), to_dict(config.kowalski), config.drop_altered_candidates, 2]
+        key = [stages.input_fingerprint(alert_inputs), to_dict(config.kowalski), config.drop_altered_candidates, 3]
         stage_results["alerts"] = stages.Stage(out, "alerts", key).run(
             lambda d: stages.alerts_stage(_alert_packets(config, root), d, config.drop_altered_candidates))
     spectra_path = _resolve(root, src.spectra)

@@ -17,6 +17,10 @@ Photometry follows Kowalski's ``make_photometry`` (skyportal/kowalski ``alert_br
 - points are de-duplicated on ``candid``; points without candid (upper limits) on ``(jd, fid)``, and an
   upper limit at the ``(jd, fid)`` of a detection is dropped. The result is time-ordered and does not
   depend on the order of the input points.
+- one ZTF exposure has one filter, so history rows of *different* filters at one exact ``jd`` cannot carry
+  real times: they are dropped with a note (:func:`drop_impossible_epochs`). Some fink-broker test packets in
+  the shared alerts set every ``prv_candidates`` jd to one value (471 of 2,095 packets; the data README's
+  ``candidate_altered`` flags 305 of them): kept, they made a whole history look like one night.
 
 Metadata vector (``METADATA_FEATURES`` order, float32, NaN = missing): the 17 Table-2 fields of the candidate;
 ZTF's ``-999`` "no PS1 match" sentinels (``sgscore*``, ``distpsnr*``) become NaN. ``age_days`` = candidate
@@ -29,6 +33,7 @@ jdstarthist is missing; 0 for a first detection. The light curve carries the sam
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from collections.abc import Iterable, Mapping
 
 import numpy as np
@@ -159,6 +164,22 @@ def history_records(packet: Mapping) -> list[Mapping]:
     return [*(p for p in prv if isinstance(p, Mapping)), packet["candidate"]]
 
 
+def drop_impossible_epochs(history: list[Mapping]) -> tuple[list[Mapping], str | None]:
+    """``history`` (prv_candidates, then the candidate) without the previous rows whose ``jd`` is shared by rows
+    of different filters (one exposure has one filter: such times are not real), and the note saying so."""
+    filters_at = defaultdict(set)
+    for record in history:
+        filters_at[_float(record.get("jd"))].add(record.get("fid"))
+    shared = {jd for jd, fids in filters_at.items() if len(fids) > 1 and not math.isnan(jd)}
+    if not shared:
+        return history, None
+    *previous, candidate = history
+    kept = [r for r in previous if _float(r.get("jd")) not in shared]
+    jds = ", ".join(f"{jd:.5f}" for jd in sorted(shared)[:3]) + (" …" if len(shared) > 3 else "")
+    return [*kept, candidate], (f"{len(previous) - len(kept)} history rows of different filters share jd {jds} "
+                                "(one exposure has one filter): their times are not real, dropped")
+
+
 def first_detection_jd(candidate: Mapping, history: Iterable[Mapping]) -> float:
     """The object's first detection (JD): ``jdstarthist`` or the earliest history detection, whichever is earlier."""
     jds = [_float(p.get("jd")) for p in history if not math.isnan(_float(p.get("magpsf")))]
@@ -223,8 +244,8 @@ def packet_to_alert(packet: Mapping, with_cutouts: bool = True) -> Alert:
     band = FID_TO_BAND.get(candidate.get("fid"))  # type: ignore[arg-type]
     if band is None:
         raise AlertParseError("candidate.fid", f"{candidate.get('fid')!r} is not a ZTF filter id (1, 2, 3)")
-    history = history_records(packet)
-    problems: list[str] = []
+    history, epoch_problem = drop_impossible_epochs(history_records(packet))
+    problems: list[str] = [epoch_problem] if epoch_problem else []
     points = []
     for record in history:
         point = point_from_candidate(record)
