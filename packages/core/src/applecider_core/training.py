@@ -347,6 +347,12 @@ class Trainer:
         return TrainResult(best, state.best_step, self.model_dir, state.history)
 
 
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch. Call it before building a model: its initial weights come from torch's
+    global generator, which :class:`Trainer` seeds only after the model exists."""
+    set_seed(seed)
+
+
 def train(model: nn.Module, train_dataset: Dataset, val_dataset: Dataset | None, config: TrainingConfig,
           **kwargs: Any) -> TrainResult:
     """Train ``model`` with the shared loop; see :class:`Trainer` for the keyword arguments."""

@@ -22,7 +22,7 @@ from torch import nn
 from applecider_core.config import ConfigError, load_yaml, parse_overrides
 from applecider_core.dataset import open_dataset
 from applecider_core.taxonomy import DEFAULT_MIN_CLASS_OBJECTS, covered_classes
-from applecider_core.training import TrainingConfig, TrainResult, train
+from applecider_core.training import TrainingConfig, TrainResult, seed_everything, train
 
 from . import build_model
 from .configuration import MODEL_CONFIGS
@@ -142,6 +142,7 @@ def run(config: ImagesRunConfig) -> TrainResult:
         raise ValueError(f"{config.data.path}: no training alerts with labels in {model_config.class_names}")
     logger.info("training %s (%s) on %d alerts, class counts %s", model_config.model_type, config.model.preset,
                 len(train_ds), dict(zip(model_config.class_names, train_ds.class_counts().tolist())))
+    seed_everything(config.train.seed)  # the initial weights are a function of the seed
     model = build_model(model_config)
     weights, sampler = balancing(train_ds, config.data.balance, config.data.class_weight_beta, config.train.seed)
     model.set_class_weights(weights)

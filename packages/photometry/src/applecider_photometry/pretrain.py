@@ -19,7 +19,7 @@ import numpy as np
 
 from applecider_core.config import ConfigError
 from applecider_core.dataset import open_dataset
-from applecider_core.training import TrainResult, train
+from applecider_core.training import TrainResult, seed_everything, train
 
 from .data import EventDataset, LabelledCurve, fit_stats, load_split
 from .features import N_FEATURES, preprocessor_dict
@@ -46,6 +46,7 @@ def run_pretraining(curves_train: Sequence[LabelledCurve], curves_val: Sequence[
         model_config = MaskedEventConfig.from_preset(run.model.preset, **run.model.overrides)
     if model_config.encoder.max_events != feature_config.max_events:
         model_config.encoder.max_events = feature_config.max_events
+    seed_everything(run.train.seed)  # the initial weights are a function of the seed
     model = MaskedEventModel(model_config)
     train_ds = EventDataset(_unlabelled(list(curves_train)), feature_config, stats)
     val_ds = EventDataset(_unlabelled(list(curves_val)), feature_config, stats) if curves_val else None

@@ -32,7 +32,7 @@ from applecider_core.losses import class_balanced_weights
 from applecider_core.metrics import fit_temperature
 from applecider_core.pretrained import PREPROCESSOR_NAME
 from applecider_core.taxonomy import covered_classes, get_taxonomy
-from applecider_core.training import TrainResult, predict, train
+from applecider_core.training import TrainResult, predict, seed_everything, train
 
 from .data import (
     EventDataset,
@@ -135,6 +135,7 @@ def run_finetuning(train_curves: Sequence[LabelledCurve], val_curves: Sequence[L
     """Fine-tune on labelled curves; returns the core TrainResult and the best model (reloaded)."""
     ft, feature_config = run.finetune, run.data.feature_config()
     curves, weights = oversampled_with_weights(train_curves, ft, class_names)
+    seed_everything(run.train.seed)  # the initial weights are a function of the seed
     model, stats = build_model(run, class_names, weights)
     stats = stats or fit_stats(train_curves, feature_config)
     logger.info("training classes: %s", dict(Counter(class_names[c.label] for c in curves)))

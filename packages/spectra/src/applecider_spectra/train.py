@@ -22,7 +22,7 @@ import numpy as np
 from applecider_core.config import ConfigError, load_yaml, parse_overrides
 from applecider_core.dataset import open_dataset
 from applecider_core.taxonomy import DEFAULT_MIN_CLASS_OBJECTS, covered_classes, get_taxonomy
-from applecider_core.training import TrainingConfig, TrainResult, train
+from applecider_core.training import TrainingConfig, TrainResult, seed_everything, train
 
 from . import ARCHITECTURES, build_model
 from .configuration import TASKS
@@ -182,6 +182,7 @@ def run(config: SpectraRunConfig) -> dict[str, Any]:
     for seed in seeds:
         output_dir = root / f"seed_{seed}" if len(seeds) > 1 else root
         train_config = dataclasses.replace(config.train, seed=seed, output_dir=str(output_dir))
+        seed_everything(seed)  # the initial weights are a function of the seed
         model = model_for(config, class_names, train_arrays)
         result = fit(model, train_arrays, val_arrays, train_config, effective_preprocess(config), config.augment,
                      dataclasses.replace(config, train=train_config))

@@ -26,7 +26,7 @@ from applecider_core.config import ConfigError
 from applecider_core.dataset import SharedDataset, open_dataset
 from applecider_core.metrics import per_class_roc_auc, softmax
 from applecider_core.records import Spectrum
-from applecider_core.training import TrainingConfig, train
+from applecider_core.training import TrainingConfig, seed_everything, train
 
 from .ccsnscore_inputs import averaged_spectra, ccsn_spectrum_input, light_curve_inputs
 from .configuration_ccsnscore import CCSN_LAYERS, CCSNscoreConfig
@@ -170,6 +170,7 @@ def train_sniascore(config: SeedRunConfig, dataset: SharedDataset) -> dict[str, 
     x_val, y_val, _ = sniascore_arrays(val_spectra, model_config.grid)
     train_config = dataclasses.replace(config.train, output_dir=str(root / "classifier_run"), monitor="tpr_at_fpr_1pct",
                                        monitor_mode="max")
+    seed_everything(config.train.seed)  # the initial weights are a function of the seed
     model = SNIascore(dataclasses.replace(model_config, task="classification"))
     preprocessor = {"grid": model_config.grid.to_dict(), "task": "classification", "model_type": "sniascore"}
     result = train(model, ArrayDataset(flux=x_train, labels=y_train), ArrayDataset(flux=x_val, labels=y_val), train_config,
@@ -201,6 +202,7 @@ def train_sniascore_redshift(config: SeedRunConfig, model_config: SNIascoreConfi
     epochs = config.sniascore.redshift_epochs or config.train.epochs
     train_config = dataclasses.replace(config.train, output_dir=str(root / "redshift_run"), monitor="rmse",
                                        monitor_mode="min", epochs=epochs)
+    seed_everything(config.train.seed)
     model = SNIascore(dataclasses.replace(model_config, task="redshift"))
     preprocessor = {"grid": model_config.grid.to_dict(), "task": "redshift", "model_type": "sniascore"}
     result = train(model, ArrayDataset(flux=x_train, labels=z_train), ArrayDataset(flux=x_val, labels=z_val),
@@ -272,6 +274,7 @@ def train_ccsnscore(config: SeedRunConfig, dataset: SharedDataset) -> dict[str, 
                 run_config = dataclasses.replace(config.train, output_dir=str(root / f"{model_config.folder_name}_run"),
                                                  monitor="bce", monitor_mode="min")
                 preprocessor = {"model_type": "ccsnscore", "case": case}
+                seed_everything(config.train.seed)
                 result = train(CCSNscoreClassifier(model_config), ArrayDataset(**train_set), ArrayDataset(**val_set),
                                run_config, compute_metrics=binary_metrics, preprocessor=preprocessor, run_config=config)
                 CCSNscoreClassifier.from_pretrained(result.model_dir).save_pretrained(root / model_config.folder_name)
