@@ -1,14 +1,14 @@
 """Real-alert benchmark: the labelled shared ZTF alerts through the broker path, scored by models that never saw them.
 
-    .venv/bin/python benchmarks/real_alerts.py [--folds 5] [--epochs 3] [--dataset data/public] [--out runs/real_alerts]
+    .venv/bin/python benchmarks/real_alerts.py [--folds 5] [--epochs N] [--dataset data/public] [--out runs/real_alerts]
     .venv/bin/python benchmarks/real_alerts.py --folds 0 --released models      # the released models only
 
 1. The shared dataset (``cider data build --config configs/data_public.yaml``; reused when present) gives the
    labelled objects that have alerts (labels normalised once, in the build) and everything the models train on.
 2. Object-level stratified k-fold over those objects. Per fold, a copy of the dataset (links, only
    objects.parquet rewritten) moves the fold's objects to the test split, so the project's own training entry
-   points (``cider train photometry|images --config configs/public/<m>.yaml``, small presets, ``--epochs``
-   epochs each to bound the time; resumable: a fold's finished models are reused; ``data.min_class_objects``
+   points (``cider train photometry|images --config configs/public/<m>.yaml``, small presets, the configs'
+   epochs unless ``--epochs`` sets one count for both; resumable: a fold's finished models are reused; ``data.min_class_objects``
    lowered to ``--min-class-objects``, 15, because a fold holds a fifth of the labelled alert objects out and
    left the images training 19 SN II objects against the configs' 20) and ``cider evaluate`` (temperatures and trust.json fitted on val) never see them.
 3. The fold's packets (alert parquet + Avro folder, de-duplicated on candid) go through
@@ -84,13 +84,14 @@ def fold_dataset(dataset: Path, held_out: list[str], out: Path) -> Path:
     return out
 
 
-def train_fold(fold_data: Path, out: Path, epochs: int, min_class_objects: int) -> Path:
+def train_fold(fold_data: Path, out: Path, epochs: int | None, min_class_objects: int) -> Path:
     """Photometry + images models trained on the fold's dataset, fused settings fitted on its val split."""
     models = out / "models"
     for modality in TRAINED:
         if not (models / modality / "model.safetensors").is_file():
+            epoch_override = ["--set", f"train.epochs={epochs}"] if epochs else []
             _cider("train", modality, "--config", f"configs/public/{modality}.yaml", "--set", f"data.path={fold_data}",
-                   "--set", f"train.output_dir={out / modality}", "--set", f"train.epochs={epochs}",
+                   "--set", f"train.output_dir={out / modality}", *epoch_override,
                    "--set", f"data.min_class_objects={min_class_objects}")
             (models / modality).parent.mkdir(parents=True, exist_ok=True)
             os.replace(out / modality / "model", models / modality)
@@ -221,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shared-data", default=str(REPO.parent / "shared" / "data"))
     parser.add_argument("--out", default="runs/real_alerts")
     parser.add_argument("--folds", type=int, default=5, help="0: score only the --released models")
-    parser.add_argument("--epochs", type=int, default=3, help="training epochs per model and fold")
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs of both models per fold "
+                        "(default: each config's own)")
     parser.add_argument("--min-class-objects", type=int, default=15,
                         help="training objects a class needs for an output in the fold models")
     parser.add_argument("--seed", type=int, default=0)
