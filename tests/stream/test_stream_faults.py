@@ -41,14 +41,14 @@ def _publish_in_background(producer, bootstrap, topic, group, packets, corrupt_e
     """Publish (paced) in a thread; corrupt messages interleaved every ``corrupt_every`` alerts."""
     from confluent_kafka import Consumer
 
-    watcher = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    backlog = Backlog(Consumer({"bootstrap.servers": bootstrap, "group.id": group}), timeout_s=240)
     done: dict = {}
 
     def run() -> None:
         try:
             chunks = [packets[i:i + corrupt_every] for i in range(0, len(packets), corrupt_every)] if corrupt_every else [packets]
-            for n, chunk in enumerate(chunks):
-                publish_packets(producer, topic, chunk, PARTITIONS, Backlog(watcher, timeout_s=240))
+            for n, chunk in enumerate(chunks):  # one Backlog: the chunks share the budget (the mock keeps ~5 MB)
+                publish_packets(producer, topic, chunk, PARTITIONS, backlog)
                 if corrupt_every:
                     producer.produce(topic, value=b"corrupt %d" % n, key=b"corrupt", partition=n % PARTITIONS)
             producer.flush(30)

@@ -13,7 +13,7 @@ import pytest
 from applecider_data import iter_packets, synthetic
 from applecider_stream import decode_records
 from applecider_stream.cli import main
-from applecider_stream.publish import publish_packets
+from applecider_stream.publish import Backlog, publish_messages, publish_packets
 
 from .conftest import FAST_GROUP, PARTITIONS, RELEASED_MODELS, committed_total, consume_all
 
@@ -87,6 +87,21 @@ def test_skyportal_failing_for_a_while_delays_but_loses_nothing(kafka, unique, t
     assert keys.count(f"GET /api/sources/{objects[0]}/annotations") == 4
     assert not (tmp_path / "errors.jsonl").exists()
     assert committed_total(bootstrap, group, topic) == 30
+
+
+def test_one_backlog_shares_its_budget_across_publish_calls(kafka, unique):
+    """Nothing is committed, so a Backlog of 2 kB lets two 1 kB messages of one partition through and holds the
+    third back, whether it comes in the same call or the next (a fresh Backlog per call forgot the first)."""
+    from confluent_kafka import Consumer
+
+    producer, bootstrap = kafka
+    topic, group = unique("paced"), unique("g")
+    backlog = Backlog(Consumer({"bootstrap.servers": bootstrap, "group.id": group}), max_bytes_per_partition=2_000,
+                      timeout_s=1.0)
+    assert publish_messages(producer, topic, [("ZTF1", b"x" * 1000)] * 2, 1, backlog) == 2
+    with pytest.raises(TimeoutError, match="committed nothing"):
+        publish_messages(producer, topic, [("ZTF1", b"x" * 1000)], 1, backlog)
+    assert sum(e[1] for e in backlog.in_flight[topic][0]) == 2000
 
 
 def test_bad_settings_are_config_errors():

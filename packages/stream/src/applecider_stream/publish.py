@@ -15,7 +15,7 @@ import time
 import zlib
 from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from applecider_data import PacketError
@@ -24,11 +24,16 @@ from applecider_data.writers import packet_to_avro
 
 @dataclass
 class Backlog:
-    """Pacing: ``watcher`` is a Consumer with the group's ``group.id`` (used only for ``committed()``)."""
+    """Pacing: ``watcher`` is a Consumer with the group's ``group.id`` (used only for ``committed()``).
+
+    It remembers what it let through and is not yet committed (``in_flight``), so successive publish calls with
+    one Backlog share one budget (a fresh Backlog per call would forget the previous call's uncommitted bytes).
+    """
 
     watcher: Any
     max_bytes_per_partition: int = 3_000_000
     timeout_s: float = 300.0
+    in_flight: dict[str, dict[int, list[list[int]]]] = field(default_factory=dict)  # topic → partition → entries
 
 
 def partition_of(object_id: str, partitions: int) -> int:
@@ -58,7 +63,8 @@ def publish_messages(producer: Any, topic: str, messages: Iterable[tuple[str, by
     from confluent_kafka import TopicPartition
 
     failures: list[str] = []
-    in_flight: dict[int, list[list[int]]] = defaultdict(list)  # partition -> [[offset or -1, bytes]]
+    # partition -> [[offset or -1, bytes]] of produced messages the group has not committed yet
+    in_flight = backlog.in_flight.setdefault(topic, defaultdict(list)) if backlog is not None else defaultdict(list)
     waiting: dict[int, deque[tuple[str, bytes]]] = defaultdict(deque)  # partition -> messages not yet produced
 
     def drain(partition: int) -> int:
@@ -118,3 +124,4 @@ def publish_messages(producer: Any, topic: str, messages: Iterable[tuple[str, by
         raise RuntimeError(f"{topic}: {remaining} messages not delivered within {flush_timeout_s} s; "
                            f"{len(failures)} failed: {failures[:3]}")
     return produced
+
