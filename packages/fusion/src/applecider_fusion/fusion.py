@@ -41,8 +41,9 @@ from applecider_core.taxonomy import FUSION, Taxonomy, TaxonomyError, projection
 
 MODALITIES = ("photometry", "images", "spectra")
 # Gaussian priors of the calibration fit (MAP): log T ~ N(0, 1), each bias ~ N(0, 1). With thousands of validation
-# cases the data decide; with a few dozen (images here) the fit stays near T = 1, b = 0 instead of driving T to
-# the edge of its range on a separable handful (T = 0.05 on 2026-12-02's images validation without it).
+# cases the data decide; with a few objects (images here, cases weighted once per object by `cider evaluate`) the
+# prior keeps T from the edge of its range on a separable handful (images 2026-12-02: T 0.05 by the old unpenalised
+# grid search, 0.16 with the prior over unweighted cases, 0.65 with the prior over objects).
 PRIOR_LOG_TEMPERATURE_SD = 1.0
 PRIOR_BIAS_SD = 1.0
 

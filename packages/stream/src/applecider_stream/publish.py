@@ -124,4 +124,3 @@ def publish_messages(producer: Any, topic: str, messages: Iterable[tuple[str, by
         raise RuntimeError(f"{topic}: {remaining} messages not delivered within {flush_timeout_s} s; "
                            f"{len(failures)} failed: {failures[:3]}")
     return produced
-
