@@ -13,8 +13,9 @@ so all spectra of an object are on one side. Public spectra are not SEDM spectra
 "native" and the ConvNeXt read the native sampling. Tables:
 
 1. SN Ia vs rest on the test spectra every model can read: TPR at FPR 0.6 %, 1 %, 2 % (SNIascore: MC-mean
-   score; SpectraNet: P(SN Ia) of the 11-class softmax; ConvNeXt: P(SN Ia) of a binary head), the SNIascore
-   validation operating point on the test set, SNIascore Ia redshift σ(Δz/(1+z)) and outlier rate;
+   score; SpectraNet: P(SN Ia) of its softmax, trained with the released recipe ``--spectranet-config``;
+   ConvNeXt: P(SN Ia) of a binary head), the SNIascore validation operating point on the test set, SNIascore
+   Ia redshift σ(Δz/(1+z)) and outlier rate;
 2. CCSNscore layer 1 (II vs Ibc): accuracy, H-rich TPR at 2 % FPR, confident share and its accuracy, case S,
    and with light curves on the objects that have both (counted from the build);
 3. training seconds and inference spectra/s per model (preprocessing included).
@@ -33,20 +34,21 @@ import numpy as np
 import torch
 import yaml
 
+from applecider_core.config import load_yaml
 from applecider_core.dataset import open_dataset
 from applecider_core.metrics import softmax
 from applecider_core.records import Spectrum
 from applecider_core.taxonomy import SPECTRA
-from applecider_core.training import TrainingConfig, predict, train
+from applecider_core.training import TrainingConfig, predict, seed_everything, train
 from applecider_data.build import main as build_main
 from applecider_images import SpectrumConvNeXt, SpectrumConvNeXtConfig
-from applecider_spectra import CCSNscoreSystem, SNIascoreConfig, SNIascoreSystem, build_model
+from applecider_spectra import ARCHITECTURES, CCSNscoreSystem, SNIascoreConfig, SNIascoreSystem
 from applecider_spectra.data import SpectraDataset, build_arrays
 from applecider_spectra.evaluate_seed import evaluate_ccsnscore, evaluate_sniascore, tpr_table
-from applecider_spectra.preprocessing import PreprocessConfig, SpectrumError
+from applecider_spectra.preprocessing import SpectrumError
 from applecider_spectra.sedm import SEDMGridConfig, degrade_to_sedm
 from applecider_spectra.spectrum_images import SpectrumRenderer
-from applecider_spectra.train import fit
+from applecider_spectra.train import SpectraRunConfig, fit, load_arrays, model_for
 from applecider_spectra.train_seed import (
     ArrayDataset,
     SeedRunConfig,
@@ -82,7 +84,7 @@ def seed_config(out: Path, arch: str, args, **train_overrides) -> SeedRunConfig:
         output_dir=str(out / arch), seed=args.seed, epochs=args.epochs if snia else args.ccsnscore_epochs,
         batch_size=256 if snia else 64, learning_rate=0.005 if snia else args.ccsnscore_lr, weight_decay=1e-4 if snia else 0.0,
         schedule="constant", grad_clip_norm=2.0, ema_decay=None,
-        patience=args.sniascore_patience if snia else args.ccsnscore_patience,
+        patience=(args.sniascore_patience or None) if snia else args.ccsnscore_patience,
         resume=False, cpu=True, log_every_steps=50, max_steps=args.max_steps, **train_overrides,
     )  # fmt: skip
     config = SeedRunConfig(train=train_config)
@@ -119,33 +121,36 @@ def sedm_like(spectrum: Spectrum, grid: SEDMGridConfig) -> Spectrum:
 
 
 def spectranet_p_ia(dataset, out: Path, args, degrade: bool) -> tuple[dict[str, float], float, float]:
-    """Train SpectraNet small (11 classes) natively or at R ≈ 100; P(SN Ia) per test spectrum id."""
+    """SpectraNet trained with the released recipe (``--spectranet-config``: its model, preprocessing,
+    augmentation, schedule and class coverage) on the benchmark's split, natively or at R ≈ 100; P(SN Ia) per
+    test spectrum id (every test spectrum, whatever its label)."""
     grid = SEDMGridConfig()
 
-    def view(split: str) -> list[Spectrum]:
-        spectra = dataset.spectra(split)
-        if not degrade:
-            return spectra
-        return [s2 for s2 in (_try(sedm_like, s, grid) for s in spectra) if s2 is not None]
+    def view(spectra: list[Spectrum]) -> list[Spectrum]:
+        return [s2 for s2 in (_try(sedm_like, s, grid) for s in spectra) if s2 is not None] if degrade else spectra
 
-    preprocess = PreprocessConfig()
-    kwargs = {"taxonomy": SPECTRA, "class_names": SPECTRA.classes}
-    train_arrays, val_arrays = build_arrays(view("train"), preprocess, **kwargs), build_arrays(view("val"), preprocess, **kwargs)
-    counts = tuple(np.bincount(train_arrays.targets, minlength=len(SPECTRA.classes)).tolist())
-    model = build_model("spectranet", "small", class_counts=counts, norm=("batchnorm",) * 5)
     name = "spectranet_sedm" if degrade else "spectranet_native"
-    config = TrainingConfig(output_dir=str(out / name), seed=args.seed, epochs=args.spectranet_epochs, batch_size=32,
-                            learning_rate=1e-3, weight_decay=1e-4, warmup_epochs=0.5, ema_decay=0.99, patience=4,
-                            resume=False, cpu=True, log_every_steps=50,
-                            max_steps=args.spectranet_max_steps or args.max_steps)  # fmt: skip
-    _, seconds = trained(out / name, args.reuse, lambda: fit(model, train_arrays, val_arrays, config, preprocess))
-    best = type(model).from_pretrained(out / name / "model").eval()
-    test = view("test")
+    overrides = {"data.path": str(dataset.root), "train.output_dir": str(out / name), "train.seed": args.seed,
+                 "train.cpu": True, "train.resume": False}
+    if args.spectranet_epochs:
+        overrides["train.epochs"] = args.spectranet_epochs
+    if args.spectranet_max_steps or args.max_steps:
+        overrides["train.max_steps"] = args.spectranet_max_steps or args.max_steps
+    recipe = load_yaml(args.spectranet_config, SpectraRunConfig, overrides)
+
+    def fit_recipe():
+        train_arrays, val_arrays, class_names = load_arrays(recipe, view)
+        seed_everything(args.seed)
+        model = model_for(recipe, class_names, train_arrays)
+        return fit(model, train_arrays, val_arrays, recipe.train, recipe.preprocess, recipe.augment, recipe)
+
+    _, seconds = trained(out / name, args.reuse, fit_recipe)
+    best = ARCHITECTURES[recipe.model.arch][0].from_pretrained(out / name / "model").eval()
     start = time.perf_counter()
-    arrays = build_arrays(test, preprocess, **kwargs)
+    arrays = build_arrays(view(dataset.spectra("test")), recipe.preprocess, taxonomy=SPECTRA, class_names=SPECTRA.classes)
     logits, _ = predict(best, SpectraDataset(arrays))
     rate = len(arrays) / (time.perf_counter() - start)
-    p_ia = softmax(logits)[:, SPECTRA.classes.index("SN Ia")]
+    p_ia = softmax(logits)[:, list(best.config.class_names).index("SN Ia")]
     return dict(zip(arrays.spectrum_ids, p_ia.tolist())), seconds, rate
 
 
@@ -189,8 +194,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/spectral_systems"))
     parser.add_argument("--epochs", type=int, default=50, help="SNIascore epochs, classifier and z (paper: >= 325)")
     parser.add_argument("--sniascore-patience", type=int, default=15,
-                        help="stop SNIascore after this many epochs without a better validation TPR at 1 %% FPR "
-                             "(paper: no stopping rule, best of >= 325 epochs)")
+                        help="stop SNIascore (classifier and z regressor) after this many epochs without a better "
+                             "validation figure; 0: no stopping rule, the best epoch of all (the paper's)")
     parser.add_argument("--ccsnscore-epochs", type=int, default=100, help="CCSNscore epochs per binary model (paper: 100)")
     parser.add_argument("--ccsnscore-patience", type=int, default=25,
                         help="early stopping on the validation loss (paper: 7; configs/ccsnscore.yaml says why 25)")
@@ -198,7 +203,9 @@ def main() -> None:
     parser.add_argument("--mc-passes", type=int, default=100, help="MC-dropout passes (papers: 100)")
     parser.add_argument("--redshift-per-bin", type=int, default=10, help="augmented Ia spectra per 0.001 z bin (paper ~100)")
     parser.add_argument("--redshift-epochs", type=int, default=25, help="SNIascore z regressor epochs (paper: >= 525)")
-    parser.add_argument("--spectranet-epochs", type=int, default=3)
+    parser.add_argument("--spectranet-config", type=Path, default=Path("configs/public/spectra.yaml"),
+                        help="SpectraNet's recipe (the released model's); its data.path and output_dir are replaced")
+    parser.add_argument("--spectranet-epochs", type=int, default=None, help="override the recipe's epochs")
     parser.add_argument("--spectranet-max-steps", type=int, default=None, help="cap SpectraNet's optimiser steps")
     parser.add_argument("--reuse", action="store_true",
                         help="reuse the models already trained in --out (and their recorded training seconds)")
@@ -248,8 +255,8 @@ def main() -> None:
     label_of = {s.spectrum_id: s.label == "SN Ia" for s in test}
 
     others = {}
-    for name, fn in (("SpectraNet small, R≈100", lambda: spectranet_p_ia(dataset, args.out, args, True)),
-                     ("SpectraNet small, native", lambda: spectranet_p_ia(dataset, args.out, args, False)),
+    for name, fn in (("SpectraNet (released recipe), R≈100", lambda: spectranet_p_ia(dataset, args.out, args, True)),
+                     ("SpectraNet (released recipe), native", lambda: spectranet_p_ia(dataset, args.out, args, False)),
                      ("ConvNeXt-atto images (App. A), native", lambda: convnext_p_ia(dataset, args.out, args))):
         others[name], results["train_s"][name], results["spectra_per_s"][name] = fn()
     common = sorted(set(snia_scores).intersection(*others.values()))

@@ -43,7 +43,7 @@ from applecider_spectra.seed_systems import (
     select_operating_point,
 )
 from applecider_spectra.train import main as train_main
-from applecider_spectra.train_seed import SNIascoreRun, redshift_augmented
+from applecider_spectra.train_seed import SNIascoreRun, balanced_rounds, redshift_augmented
 
 from .conftest import synthetic_spectrum
 
@@ -183,6 +183,21 @@ def test_redshift_augmentation_equalises_bins():
 
 
 # ---- models: MC dropout, save/load, shapes -------------------------------------------------------------
+def test_balanced_rounds_redraw_the_larger_class_without_replacement():
+    labels = np.array([1] * 3 + [0] * 10)  # 3 positives, 10 negatives: rounds of 3 + 3 while 3 are left → 3 rounds
+    rounds = balanced_rounds(labels, 3, np.random.default_rng(0))
+    assert [len(r) for r in rounds] == [6, 6, 6]
+    assert all(set(np.flatnonzero(labels == 1)) <= set(r) for r in rounds)
+    drawn = np.concatenate([r[labels[r] == 0] for r in rounds])
+    assert len(drawn) == 9 and len(set(drawn)) == 9  # no negative drawn twice; one is never drawn
+    assert len(balanced_rounds(labels, 2, np.random.default_rng(0))) == 2  # capped at the configured count
+    assert len(balanced_rounds(np.array([1] * 4 + [0] * 7), 3, np.random.default_rng(0))) == 1  # 3 left < 4
+    assert len(balanced_rounds(np.array([0] * 2 + [1] * 5), 3, np.random.default_rng(0))[0]) == 4  # negatives smaller
+    for balanced_or_off in (balanced_rounds(np.array([0, 1, 0, 1]), 3, np.random.default_rng(0)),
+                            balanced_rounds(labels, 0, np.random.default_rng(0))):
+        assert len(balanced_or_off) == 1 and len(balanced_or_off[0]) in (4, 13)
+
+
 def test_mc_dropout_scores_vary_and_their_mean_is_stable():
     torch.manual_seed(0)
     model = SNIascore(SNIascoreConfig.from_preset("tiny", hidden=8)).eval()
@@ -405,6 +420,10 @@ def test_ccsnscore_trains_every_layer_and_uses_light_curves_where_present(tmp_pa
     assert train_main(["--config", str(config)]) == 0
     folders = sorted(p.name for p in (tmp_path / "run").iterdir() if (p / "config.json").is_file())
     assert "layer1_H-rich_S" in folders and "layer2b_Ic_SLD" in folders and len(folders) == 14
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    # layer 2a, augmented to 2 spectra per class: II has 2 positives vs 4 negatives → 2 balanced rounds of 4
+    assert [r["train"] for r in summary["layer2a_II_S"]["rounds"]] == [4, 4]
+    assert len(summary["layer1_H-rich_S"]["rounds"]) == 1  # two classes, balanced by the augmentation
     system = CCSNscoreSystem.from_dir(tmp_path / "run")
     from applecider_core.dataset import open_dataset
 

@@ -12,7 +12,7 @@ import argparse
 import dataclasses
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ import numpy as np
 
 from applecider_core.config import ConfigError, load_yaml, parse_overrides
 from applecider_core.dataset import open_dataset
+from applecider_core.records import Spectrum
 from applecider_core.taxonomy import DEFAULT_MIN_CLASS_OBJECTS, covered_classes, get_taxonomy
 from applecider_core.training import TrainingConfig, TrainResult, seed_everything, train
 
@@ -110,22 +111,25 @@ def effective_preprocess(config: SpectraRunConfig) -> PreprocessConfig:
     return config.preprocess
 
 
-def load_arrays(config: SpectraRunConfig) -> tuple[SpectraArrays, SpectraArrays, list[str]]:
-    """Train and validation arrays from the shared dataset, and the class names."""
+def load_arrays(config: SpectraRunConfig, view: Callable[[list[Spectrum]], list[Spectrum]] | None = None,
+                ) -> tuple[SpectraArrays, SpectraArrays, list[str]]:
+    """Train and validation arrays from the shared dataset, and the class names; ``view`` transforms each
+    split's spectra first (the seed-systems benchmark degrades them to R ≈ 100)."""
     dataset = open_dataset(config.data.path)
+    spectra = (lambda split: view(dataset.spectra(split))) if view else dataset.spectra
     taxonomy = get_taxonomy(config.data.taxonomy)
     class_names = config.data.candidate_classes()
     preprocess = effective_preprocess(config)
     kwargs = {"task": config.task, "taxonomy": taxonomy, "class_names": class_names}
     if config.task == "redshift" and config.data.redshift_split == "bins":
-        pool = build_arrays(dataset.spectra("train") + dataset.spectra("val"), preprocess, **kwargs)
+        pool = build_arrays(spectra("train") + spectra("val"), preprocess, **kwargs)
         bins = redshift_bins(pool.targets, config.data.redshift_bins)
         split = group_split(pool.object_ids, bins, (0.70, 0.15), config.data.split_seed, ("train", "val"))
         train_arrays, val_arrays = select(pool, split == "train"), select(pool, split == "val")
         train_arrays.errors, train_arrays.dropped_labels = pool.errors, pool.dropped_labels
     else:
-        train_arrays = build_arrays(dataset.spectra("train"), preprocess, **kwargs)
-        val_arrays = build_arrays(dataset.spectra("val"), preprocess, **kwargs)
+        train_arrays = build_arrays(spectra("train"), preprocess, **kwargs)
+        val_arrays = build_arrays(spectra("val"), preprocess, **kwargs)
     logger.info("train %d / val %d spectra; rejected %d; labels outside the taxonomy %s", len(train_arrays),
                 len(val_arrays), len(train_arrays.errors) + len(val_arrays.errors), train_arrays.dropped_labels)
     if len(train_arrays) == 0:

@@ -4,8 +4,9 @@ SNIascore (Fremling et al. 2021 §4): the SN Ia vs not-Ia classifier on the SEDM
 validation TPR at 1 % FPR, then the operating point (score and σ cuts, 100 MC-dropout passes) fitted on the
 validation set for ``max_fpr`` (0.6 %) and stored in its preprocessor.json; the Ia redshift regressor trained
 on SNe Ia with the redshift-bin augmentation (§2.1). CCSNscore (Sharma et al. 2025 §4): every binary model of
-every layer, the training set of each layer balanced with averaged spectra (§2.1.4), BCE, early stopping on
-the validation loss (patience 7). Both read the shared dataset's train/val splits (object level).
+every layer, the training set of each layer balanced with averaged spectra (§2.1.4), then each one-vs-rest
+model in up to three balanced rounds (all of its smaller class, a fresh draw of the larger; §4), BCE, early
+stopping on the validation loss. Both read the shared dataset's train/val splits (object level).
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class SNIascoreRun:
 class CCSNscoreRun:
     cases: tuple[str, ...] = ("S",)  # S (spectra only) and/or SLD (with light curves and δm–δt)
     augment: bool = True  # balance every layer with averaged spectra
+    balanced_rounds: int = 3  # §4: rounds on all of the smaller class + a fresh draw of the larger; 0: no rounds
 
 
 @dataclass
@@ -83,6 +85,8 @@ class SeedRunConfig:
         self.ccsnscore.cases = tuple(self.ccsnscore.cases)
         if bad := sorted(set(self.ccsnscore.cases) - {"S", "SLD"}):
             raise ConfigError(f"ccsnscore.cases must be among ['S', 'SLD'], got {bad}")
+        if self.ccsnscore.balanced_rounds < 0:
+            raise ConfigError(f"ccsnscore.balanced_rounds must be >= 0, got {self.ccsnscore.balanced_rounds}")
 
 
 class ArrayDataset(Dataset):
@@ -251,6 +255,46 @@ def _layer_training_set(arrays: dict[str, np.ndarray], config: CCSNscoreConfig, 
     return {"flux": flux, "labels": positive, **inputs}
 
 
+def balanced_rounds(labels: np.ndarray, rounds: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """§4's balanced training of a binary model: indices of each round, every sample of the smaller class plus
+    as many of the larger class, drawn without replacement across rounds; another round only while that many
+    undrawn samples of the larger class are left, at most ``rounds``. One round of every index when the classes
+    are already balanced, one of them is empty, or ``rounds`` is 0."""
+    positive, negative = np.flatnonzero(labels == 1), np.flatnonzero(labels != 1)
+    small, large = sorted((positive, negative), key=len)
+    if rounds == 0 or len(small) == 0 or len(small) == len(large):
+        return [np.arange(len(labels))]
+    pool, out = rng.permutation(large), []
+    while len(out) < rounds and len(pool) >= len(small):
+        out.append(np.sort(np.concatenate([small, pool[: len(small)]])))
+        pool = pool[len(small):]
+    return out
+
+
+def _train_in_rounds(model_config: CCSNscoreConfig, train_set: dict[str, np.ndarray], val_set: dict[str, np.ndarray],
+                     config: SeedRunConfig, preprocessor: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+    """One binary model over its balanced rounds: each round continues from the best weights so far and runs
+    the whole schedule (early stopping on the validation loss); the model with the lowest validation BCE of
+    all rounds is saved in ``output_dir/<folder_name>``."""
+    root = Path(config.train.output_dir)
+    rounds = balanced_rounds(train_set["labels"], config.ccsnscore.balanced_rounds, rng)
+    seed_everything(config.train.seed)
+    model, best, history = CCSNscoreClassifier(model_config), None, []
+    for number, indices in enumerate(rounds, 1):
+        run_config = dataclasses.replace(
+            config.train, output_dir=str(root / f"{model_config.folder_name}_run" / f"round{number}"), monitor="bce",
+            monitor_mode="min")
+        result = train(model, ArrayDataset(**{k: v[indices] for k, v in train_set.items()}), ArrayDataset(**val_set),
+                       run_config, compute_metrics=binary_metrics, preprocessor=preprocessor, run_config=config)
+        history.append({"round": number, "train": len(indices), **result.best_metrics})
+        if best is None or result.best_metrics["bce"] < best[1]["bce"]:
+            best = (result.model_dir, result.best_metrics)
+        model = CCSNscoreClassifier.from_pretrained(best[0])
+    CCSNscoreClassifier.from_pretrained(best[0]).save_pretrained(root / model_config.folder_name)
+    return {"train": len(train_set["labels"]), "train_positive": int(train_set["labels"].sum()),
+            "val": len(val_set["labels"]), "rounds": history, **best[1]}
+
+
 def train_ccsnscore(config: SeedRunConfig, dataset: SharedDataset) -> dict[str, Any]:
     root = Path(config.train.output_dir)
     rng = np.random.default_rng(config.train.seed)
@@ -271,16 +315,8 @@ def train_ccsnscore(config: SeedRunConfig, dataset: SharedDataset) -> dict[str, 
                 if train_set["labels"].sum() == 0 or len(val_set["labels"]) == 0:
                     summary[model_config.folder_name] = "skipped: no training positives or no validation spectra"
                     continue
-                run_config = dataclasses.replace(config.train, output_dir=str(root / f"{model_config.folder_name}_run"),
-                                                 monitor="bce", monitor_mode="min")
-                preprocessor = {"model_type": "ccsnscore", "case": case}
-                seed_everything(config.train.seed)
-                result = train(CCSNscoreClassifier(model_config), ArrayDataset(**train_set), ArrayDataset(**val_set),
-                               run_config, compute_metrics=binary_metrics, preprocessor=preprocessor, run_config=config)
-                CCSNscoreClassifier.from_pretrained(result.model_dir).save_pretrained(root / model_config.folder_name)
-                summary[model_config.folder_name] = {"train": len(train_set["labels"]),
-                                                     "train_positive": int(train_set["labels"].sum()),
-                                                     "val": len(val_set["labels"]), **result.best_metrics}
+                summary[model_config.folder_name] = _train_in_rounds(
+                    model_config, train_set, val_set, config, {"model_type": "ccsnscore", "case": case}, rng)
     root.mkdir(parents=True, exist_ok=True)
     (root / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
     return summary
@@ -291,8 +327,8 @@ def run(config: SeedRunConfig) -> dict[str, Any]:
     return (train_sniascore if config.model.arch == "sniascore" else train_ccsnscore)(config, dataset)
 
 
-__all__ = ["SEED_ARCHS", "ArrayDataset", "SeedRunConfig", "binary_metrics", "ccsn_arrays", "redshift_augmented", "run",
-           "sniascore_arrays", "train_ccsnscore", "train_sniascore"]  # fmt: skip
+__all__ = ["SEED_ARCHS", "ArrayDataset", "SeedRunConfig", "balanced_rounds", "binary_metrics", "ccsn_arrays",
+           "redshift_augmented", "run", "sniascore_arrays", "train_ccsnscore", "train_sniascore"]  # fmt: skip
 
 
 def config_arch(path: str | Path, overrides: dict[str, Any] | None = None) -> str | None:
