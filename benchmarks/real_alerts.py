@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/real_alerts.py [--folds 5] [--epochs N] [--dataset data/public] [--out runs/real_alerts]
     .venv/bin/python benchmarks/real_alerts.py --folds 0 --released models      # the released models only
+    .venv/bin/python benchmarks/real_alerts.py --set photometry:model.ensemble_size=3   # a fold config override
 
 1. The shared dataset (``cider data build --config configs/data_public.yaml``; reused when present) gives the
    labelled objects that have alerts (labels normalised once, in the build) and everything the models train on.
@@ -84,15 +85,18 @@ def fold_dataset(dataset: Path, held_out: list[str], out: Path) -> Path:
     return out
 
 
-def train_fold(fold_data: Path, out: Path, epochs: int | None, min_class_objects: int) -> Path:
-    """Photometry + images models trained on the fold's dataset, fused settings fitted on its val split."""
+def train_fold(fold_data: Path, out: Path, epochs: int | None, min_class_objects: int,
+               overrides: dict[str, list[str]]) -> Path:
+    """Photometry + images models trained on the fold's dataset, fused settings fitted on its val split;
+    ``overrides[modality]``: extra ``KEY=VALUE`` settings of that training."""
     models = out / "models"
     for modality in TRAINED:
         if not (models / modality / "model.safetensors").is_file():
             epoch_override = ["--set", f"train.epochs={epochs}"] if epochs else []
+            extra = [arg for setting in overrides.get(modality, []) for arg in ("--set", setting)]
             _cider("train", modality, "--config", f"configs/public/{modality}.yaml", "--set", f"data.path={fold_data}",
                    "--set", f"train.output_dir={out / modality}", *epoch_override,
-                   "--set", f"data.min_class_objects={min_class_objects}")
+                   "--set", f"data.min_class_objects={min_class_objects}", *extra)
             (models / modality).parent.mkdir(parents=True, exist_ok=True)
             os.replace(out / modality / "model", models / modality)
     if not (models / "trust.json").is_file():
@@ -230,7 +234,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--released", default="models", help="released models scored as a baseline ('' to skip)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--set", action="append", default=[], metavar="MODALITY:KEY=VALUE", dest="settings",
+                        help="override a fold training's config, e.g. photometry:model.ensemble_size=3")
     args = parser.parse_args(argv)
+    overrides: dict[str, list[str]] = defaultdict(list)
+    for setting in args.settings:
+        modality, sep, rest = setting.partition(":")
+        if modality not in TRAINED or not sep or "=" not in rest:
+            parser.error(f"--set {setting!r}: expected MODALITY:KEY=VALUE with MODALITY one of {list(TRAINED)}")
+        overrides[modality].append(rest)
     torch.set_num_threads(args.threads)
     os.chdir(REPO)
     dataset, out, shared = Path(args.dataset).resolve(), Path(args.out).resolve(), Path(args.shared_data)
@@ -249,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"labels": len(labels), "folds": args.folds, "seed": args.seed}
     for k, held_out in enumerate(stratified_folds(labels, args.folds, args.seed) if args.folds else []):
         models = train_fold(fold_dataset(dataset, held_out, out / f"fold{k}" / "data"), out / f"fold{k}", args.epochs,
-                            args.min_class_objects)
+                            args.min_class_objects, overrides)
         records.update(stream_records(models, {o: packets[o] for o in held_out}))
         print(f"fold {k}: {len(held_out)} objects scored ({time.perf_counter() - start:.0f} s so far)", flush=True)
     if args.folds:

@@ -50,11 +50,18 @@ def test_joint_evaluation_on_the_public_dataset(models_dir, shared_data, tmp_pat
             assert alerts["n"] <= report["horizons"]["100"]["per_alert"][split]["all_objects"]["n"]
         coverage = report["trust"][split]["per_object"]["10"]
         assert coverage["target_coverage"] == 0.9 and 0 <= coverage["coverage"] <= 1
-    assert set(report["calibration"]) <= {"photometry", "images", "spectra"}
+    calibration = report["calibration"]
+    assert set(calibration["fitted"]) <= {"photometry", "images", "spectra"}
     settings = json.loads((out / "fusion.json").read_text())
-    for modality, fitted in report["calibration"].items():
+    for modality, fitted in calibration["fitted"].items():
         assert settings["temperatures"][modality] == fitted["temperature"]
         assert settings["biases"][modality] == fitted["bias"]
+    # a class with fewer validation objects than the minimum (10) is unvalidated for that model, and only those
+    counts, minimum = calibration["validation_objects"], calibration["min_validation_objects"]
+    assert minimum == 10 and counts["photometry"]["SN I"] > 100
+    assert settings["unvalidated"] == calibration["unvalidated"] == {
+        m: [c for c, n in by_class.items() if n < minimum] for m, by_class in counts.items()
+        if any(n < minimum for n in by_class.values())}
     trust = TrustSettings.load(out / "trust.json")
     assert trust.classes == report["classes"] and trust.min_detections >= 1 and trust.metadata_ranges
     assert "fused" in capsys.readouterr().out

@@ -195,3 +195,36 @@ def test_coverage_aware_fusion_reaches_its_fixed_point_with_overlapping_partial_
         else:
             np.testing.assert_allclose(q, (total + e) / 2, atol=1e-9)
     assert q.sum() == pytest.approx(1.0) and np.all(q > 0)
+
+
+# ---- validation: a model speaks at fusion only for the classes it was validated on ----------------------
+@settings(max_examples=60, deadline=None)
+@given(arrays(np.float64, (4, 10), elements=finite_logits), arrays(np.float64, (4, 10), elements=finite_logits),
+       st.sets(st.sampled_from(FUSION.classes), max_size=4), st.floats(0.2, 5.0))
+def test_unvalidated_classes_are_uncovered_and_the_rest_renormalised(full_logits, image_logits, unvalidated, weight):
+    fusion = ProbabilityFusion({"photometry": FINE_CLASSES, "images": FINE_CLASSES}, weights={"images": weight},
+                               unvalidated={"images": sorted(unvalidated)})
+    assert set(fusion.covered("images")) == set(FUSION.classes) - unvalidated
+    assert fusion.covered("images", validated=False) == FUSION.classes
+    spoken = ~np.isin(FUSION.classes, list(unvalidated))
+    full = ProbabilityFusion({"images": FINE_CLASSES}).to_taxonomy("images", image_logits)
+    expected = full * spoken / (full * spoken).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(fusion.to_taxonomy("images", image_logits), expected, atol=1e-9)
+    # the images model leaves the classes it is not validated on as the photometry model has them
+    reference = ProbabilityFusion({"photometry": FINE_CLASSES}).to_taxonomy("photometry", full_logits)
+    fused = fusion.fuse({"photometry": full_logits, "images": image_logits})
+    np.testing.assert_allclose(fused[:, ~spoken], reference[:, ~spoken], atol=1e-9)
+    np.testing.assert_allclose(fused.sum(axis=1), 1.0, atol=1e-9)
+
+
+def test_a_model_validated_on_no_class_does_not_vote_and_bad_settings_are_refused():
+    fusion = ProbabilityFusion({"photometry": ("SN Ia", "SN II", "TDE"), "images": ("SN Ia", "SN II")},
+                               unvalidated={"images": ["SN I", "SN II"]})
+    logits = {"photometry": np.log([[0.6, 0.3, 0.1], [0.2, 0.2, 0.6]]), "images": np.log([[0.9, 0.1], [0.1, 0.9]])}
+    np.testing.assert_allclose(fusion.fuse(logits), fusion.to_taxonomy("photometry", logits["photometry"]), atol=1e-12)
+    only_images = fusion.fuse(logits, {"photometry": np.zeros(2, bool), "images": np.ones(2, bool)})
+    assert np.isnan(only_images).all()  # nothing validated speaks for these alerts
+    with pytest.raises(FusionError, match="not fusion classes"):
+        ProbabilityFusion({"images": ("SN Ia", "SN II")}, unvalidated={"images": ["SN Ia"]})
+    with pytest.raises(FusionError, match="which has no model"):
+        ProbabilityFusion({"images": ("SN Ia", "SN II")}, unvalidated={"spectra": ["SN I"]})

@@ -44,6 +44,23 @@ def test_augmented_copies_change_each_draw_originals_do_not():
     np.testing.assert_array_equal(ds[1]["events"], a["events"])  # reproducible from the (epoch) seed
 
 
+def test_alert_views_redraw_each_access_and_keep_the_first_detection():
+    config = FeatureConfig()
+    curves = [LabelledCurve(_lc(0), 1)]
+    ds = EventDataset(curves, config, fit_stats(curves, config))
+    views = ds.with_alert_views(10.0)
+    torch.manual_seed(0)
+    draws = [views[0] for _ in range(20)]
+    assert all(d["labels"] == 1 for d in draws)
+    assert len({(len(d["times"]), float(d["times"][-1])) for d in draws}) > 1  # another alert epoch per access
+    for d in draws:  # Δt from the curve's first detection, and at most 10 d of history before the alert
+        assert d["times"][-1] - d["times"][0] <= 10.0 + 0.5 and d["times"][0] >= 0.0
+    assert any(d["times"][0] > 5.0 for d in draws)  # late alerts start well after the first detection
+    np.testing.assert_array_equal(ds[0]["events"], ds[0]["events"])  # the original dataset is unchanged
+    torch.manual_seed(0)
+    np.testing.assert_array_equal(views[0]["events"], draws[0]["events"])  # reproducible from the (epoch) seed
+
+
 def test_load_split_skips_upper_limits_and_unlabelled(tiny_dataset):
     dataset = open_dataset(tiny_dataset)
     labelled = load_split(dataset, "train", FINE, ("SN Ia", "SN II", "TDE"), ("ztfg", "ztfr", "ztfi"))

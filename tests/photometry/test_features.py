@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from applecider_core.records import LightCurve
-from applecider_photometry.augment import AugmentConfig, augment_light_curve
+from applecider_photometry.augment import AugmentConfig, alert_history_view, augment_light_curve
 from applecider_photometry.features import (
     FLUX_FLOOR_UJY,
     FeatureConfig,
@@ -185,6 +185,27 @@ def test_augmentation_preserves_order_and_first_point():
     assert out.mjd[0] == lc.mjd[0] and np.all(np.diff(out.mjd) >= 0) and 1 <= len(out) < 20
     assert np.abs(out.flux_ujy - 100.0).max() < 100  # resampled around f with σ = 5 µJy (Student-t)
     assert not np.allclose(out.flux_ujy, 100.0)
+
+
+def test_alert_history_view_is_one_packet_of_the_curve():
+    # detections every 10 d from day 0 to 120, first detection known at day -5 (jdstarthist before the curve)
+    lc = make_lc(np.arange(0.0, 121.0, 10.0), ["ztfg"] * 13, np.full(13, 100.0), np.full(13, 5.0))
+    lc.first_detection_mjd = -5.0
+    epochs = set()
+    for seed in range(200):
+        view = alert_history_view(lc, 100.0, np.random.default_rng(seed), window_days=30.0)
+        epoch = view.mjd.max()
+        epochs.add(epoch)
+        # the alert's own detection and those of the 30 d before it: days epoch-30 … epoch, every 10 d
+        assert view.mjd.tolist() == [d for d in np.arange(0.0, 121.0, 10.0) if epoch - 30 <= d <= epoch]
+        assert view.first_detection_mjd == -5.0  # Δt still counts from the object's first detection
+    assert epochs == {0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0}  # alert epochs ≤ 100 d after it
+    unknown = make_lc(np.array([3.0, 4.0, 50.0]), ["ztfg", "ztfr", "ztfg"], np.full(3, 9.0), np.ones(3))
+    view = alert_history_view(unknown, 10.0, np.random.default_rng(0))
+    assert view.first_detection_mjd == 3.0 and view.mjd.max() <= 4.0  # unknown: the curve's first detection
+    late = make_lc(np.array([200.0]), ["ztfg"], [9.0], [1.0])
+    late.first_detection_mjd = 0.0
+    assert len(alert_history_view(late, 100.0, np.random.default_rng(0))) == 1  # nothing eligible: as it was
 
 
 @pytest.mark.slow

@@ -37,6 +37,7 @@ from .runners import HISTORY_RESTART_NOTE, RUNNER_TYPES, ModalityRunner, Spectra
 from .trust import NO_TRUST_NOTE, TrustSettings, read_trust_settings
 
 FUSION_SETTINGS_NAME = "fusion.json"  # per-modality weights, temperatures and biases next to the model folders
+FUSION_SETTINGS_KEYS = ("weights", "temperatures", "biases", "unvalidated", "fitted_on")
 PREFETCH_BATCHES = 2  # batches read and decoded ahead of the models (Classifier.stream(overlap=True))
 
 
@@ -106,7 +107,7 @@ class Classifier:
 
         Fusion settings: each model's own temperature (its preprocessor.json), replaced by the per-modality
         weights, temperatures and per-class biases of ``models_dir/fusion.json`` when present (written by ``cider evaluate``),
-        then by ``weights`` given here. Trust settings: ``models_dir/trust.json`` when present.
+        then by ``weights`` given here; its ``unvalidated`` classes are those a model does not speak for at fusion. Trust settings: ``models_dir/trust.json`` when present.
         """
         models_dir = Path(models_dir)
         if str(device) != "cpu":  # an unusable device fails before any model is read (cpu needs no torch)
@@ -122,8 +123,9 @@ class Classifier:
         temperatures.update({m: t for m, t in settings.get("temperatures", {}).items() if m in runners})
         chosen = {m: w for m, w in settings.get("weights", {}).items() if m in runners} | dict(weights or {})
         biases = {m: b for m, b in settings.get("biases", {}).items() if m in runners}
+        unvalidated = {m: c for m, c in settings.get("unvalidated", {}).items() if m in runners}
         fusion = ProbabilityFusion({m: r.class_names for m, r in runners.items()}, weights=chosen,
-                                   temperatures=temperatures, biases=biases)
+                                   temperatures=temperatures, biases=biases, unvalidated=unvalidated)
         return cls(runners, fusion, trust=read_trust_settings(models_dir),
                    spectral_systems=SpectralSystems.load(models_dir))
 
@@ -353,14 +355,15 @@ def _prefetched(source: Iterator[Any], depth: int) -> Iterator[Any]:
 
 
 def read_fusion_settings(models_dir: Path) -> dict[str, Any]:
-    """``models_dir/fusion.json`` ({"weights": {...}, "temperatures": {...}, "biases": {...}}) or {} when absent."""
+    """``models_dir/fusion.json`` ({"weights": {...}, "temperatures": {...}, "biases": {...}, "unvalidated":
+    {modality: [fusion classes]}}) or {} when absent."""
     path = Path(models_dir) / FUSION_SETTINGS_NAME
     if not path.is_file():
         return {}
     settings = json.loads(path.read_text())
-    unknown = sorted(set(settings) - {"weights", "temperatures", "biases", "fitted_on"})
+    unknown = sorted(set(settings) - set(FUSION_SETTINGS_KEYS))
     if unknown:
-        raise FusionError(f"{path}: unknown keys {unknown}; allowed: weights, temperatures, biases, fitted_on")
+        raise FusionError(f"{path}: unknown keys {unknown}; allowed: {', '.join(FUSION_SETTINGS_KEYS)}")
     return settings
 
 

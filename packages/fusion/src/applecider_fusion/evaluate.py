@@ -16,6 +16,7 @@ Copy both next to the model folders and ``cider classify`` uses them.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 from collections.abc import Sequence
@@ -53,6 +54,7 @@ class FusionEvaluationConfig:
     per_alert: bool = True
     fit_temperatures: bool = True  # per-modality temperature and (fit_biases) per-class logit bias, on val
     fit_biases: bool = True
+    min_validation_objects: int = 10  # a model speaks at fusion only for classes with this many validation objects
     trust: TrustFitConfig = field(default_factory=TrustFitConfig)
     weights: dict[str, float] = field(default_factory=dict)
     device: str = "cpu"
@@ -66,6 +68,8 @@ class FusionEvaluationConfig:
             raise ConfigError(f"splits must include val (temperatures and trust are fitted on it), got {list(self.splits)}")
         if not self.sweep_days or any(not h >= 0 for h in self.sweep_days):
             raise ConfigError(f"sweep_days must be non-negative days, got {list(self.sweep_days)}")
+        if self.min_validation_objects < 0:
+            raise ConfigError(f"min_validation_objects must be >= 0, got {self.min_validation_objects}")
         if self.horizon_days not in self.sweep_days:
             self.sweep_days = tuple(sorted({*self.sweep_days, self.horizon_days}))
 
@@ -208,16 +212,34 @@ def _patterns(logits: dict[str, np.ndarray]) -> np.ndarray:
     return np.array([pattern_of([m for m in logits if present[m][i]]) for i in range(n)], dtype=object)
 
 
+def validation_objects(fusion, labels: np.ndarray, logits: dict[str, np.ndarray], objects: np.ndarray
+                       ) -> dict[str, dict[str, int]]:  # fmt: skip
+    """Per modality, the number of distinct validation objects of each fusion class its model covers, among
+    the cases where the modality is present."""
+    have = _present(logits)
+    counts = {}
+    for modality in logits:
+        names = fusion.covered(modality, validated=False)
+        counts[modality] = {name: len(set(objects[have[modality] & (labels == fusion.classes.index(name))]))
+                            for name in names}
+    return counts
+
+
 def _fit_on_validation(config: FusionEvaluationConfig, classifier: Classifier, ds: SharedDataset,
                        val: SplitCases) -> tuple[dict[str, dict], object]:
-    """Calibration (temperatures, biases) then trust settings, from the validation objects at every horizon of the sweep and
-    (when evaluated) every validation alert up to the last horizon, each once."""
+    """Which classes each model is validated on, calibration (temperatures, biases), then trust settings, from the
+    validation objects at every horizon of the sweep and (when evaluated) every validation alert up to the last
+    horizon, each once."""
     blocks = list(val.per_object.values()) + ([val.per_alert[max(val.per_alert)]] if val.per_alert else [])
     labels, logits, ages, objects = _pooled(blocks)
     have = _present(logits)
-    calibration = {}
+    counts = validation_objects(classifier.fusion, labels, logits, objects.astype(str))
+    classifier.fusion = dataclasses.replace(classifier.fusion, unvalidated={
+        m: [c for c, n in by_class.items() if n < config.min_validation_objects] for m, by_class in counts.items()})
+    calibration = {"validation_objects": counts, "min_validation_objects": config.min_validation_objects,
+                   "unvalidated": {m: list(c) for m, c in classifier.fusion.unvalidated.items() if c}}
     if config.fit_temperatures:  # per modality, each object weighs one (its cuts and alerts are not independent)
-        calibration = classifier.fusion.fit_calibration(
+        calibration["fitted"] = classifier.fusion.fit_calibration(
             {m: (v[have[m]], labels[have[m]], _object_weights(objects[have[m]]))
              for m, v in logits.items() if have[m].sum() >= 5}, config.fit_biases)
     fused = _fused(classifier, logits)
@@ -273,7 +295,8 @@ def evaluate(config: FusionEvaluationConfig) -> dict:
     (output_dir / "report.json").write_text(json.dumps(result, indent=1))
     settings = {"weights": dict(fusion.weights), "temperatures": dict(fusion.temperatures),
                 "biases": {m: list(b) for m, b in fusion.biases.items()},
-                "fitted_on": f"{config.dataset} (val)" if calibration else "not fitted"}
+                "unvalidated": calibration["unvalidated"],
+                "fitted_on": f"{config.dataset} (val)" if "fitted" in calibration else "not fitted"}
     (output_dir / FUSION_SETTINGS_NAME).write_text(json.dumps(settings, indent=1))
     trust.save(output_dir / TRUST_SETTINGS_NAME)
     logger.info("wrote %s", output_dir / "report.json")

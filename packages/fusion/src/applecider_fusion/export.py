@@ -57,6 +57,7 @@ def model_metadata(modality: str, model: Any, settings: dict[str, Any]) -> dict[
         "config": to_dict(config), "preprocessor": model.preprocessor, "temperature": float(temperature),
         "bias": [float(b) for b in settings.get("biases", {}).get(modality, [0.0] * len(config.class_names))],
         "fusion_weight": float(settings.get("weights", {}).get(modality, 1.0)),
+        "unvalidated_classes": list(settings.get("unvalidated", {}).get(modality, [])),
         "survey": survey, "bands": list(getattr(config, "bands", SURVEY_BANDS[survey])),
         "versions": {name: version(name) for name in ("applecider-core", DISTRIBUTIONS[modality], "torch", "onnx",
                                                       "onnxruntime")},

@@ -11,7 +11,10 @@ sampler (capped, oversampled, weighted classes) where the validation split has t
 outputs on inputs that carry little information (a one-night light curve) are that prior.
 
 Coverage. A model *covers* the fusion classes its class names map to (a model trained without CV covers no
-CV). It says nothing about the others: it neither votes zero for them nor spreads its mass onto them. Formally
+CV), less the classes it has not been *validated* on (``unvalidated``: fewer validation objects of the class
+than ``cider evaluate``'s ``min_validation_objects``, so neither its calibration nor its skill there can be
+measured; its probabilities are then renormalised over the rest, and a model left with no class does not vote).
+It says nothing about the others: it neither votes zero for them nor spreads its mass onto them. Formally
 the fused distribution q is the fixed point of
 
     q = Σ_m w_m e_m(q) / Σ_m w_m,    e_m(q)_c = p_m,c · q(S_m)  for c in S_m,    e_m(q)_c = q_c  otherwise,
@@ -61,17 +64,26 @@ class ProbabilityFusion:
     weights: Mapping[str, float] = field(default_factory=dict)  # default 1 for every modality
     temperatures: Mapping[str, float] = field(default_factory=dict)  # default 1 (no calibration)
     biases: Mapping[str, Sequence[float]] = field(default_factory=dict)  # per-class logit offsets, default 0
+    unvalidated: Mapping[str, Sequence[str]] = field(default_factory=dict)  # fusion classes a model does not speak for
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.class_names) - set(MODALITIES))
         if unknown:
             raise FusionError(f"unknown modalities {unknown}; allowed: {list(MODALITIES)}")
-        self._projections = {}
+        self._projections, self._trained = {}, {}
         for modality, names in self.class_names.items():
             try:
-                self._projections[modality] = projection_matrix(list(names), self.taxonomy)
+                self._trained[modality] = projection_matrix(list(names), self.taxonomy)
             except TaxonomyError as error:
                 raise FusionError(f"{modality} model: {error}") from None
+        for modality, classes in self.unvalidated.items():
+            if modality not in self.class_names:
+                raise FusionError(f"unvalidated classes given for {modality!r}, which has no model")
+            if bad := sorted(set(classes) - set(self.classes)):
+                raise FusionError(f"{modality}: unvalidated classes {bad} are not fusion classes {list(self.classes)}")
+        for modality, projection in self._trained.items():
+            spoken = ~np.isin(np.array(self.classes), list(self.unvalidated.get(modality, ())))
+            self._projections[modality] = projection * spoken
         for name, value in {**self.weights, **self.temperatures}.items():
             if name not in self.class_names:
                 raise FusionError(f"weight/temperature given for {name!r}, which has no model")
@@ -88,9 +100,11 @@ class ProbabilityFusion:
     def classes(self) -> tuple[str, ...]:
         return self.taxonomy.classes
 
-    def covered(self, modality: str) -> tuple[str, ...]:
-        """Fusion classes that ``modality``'s model covers (some of its classes map to them)."""
-        return tuple(c for c, hit in zip(self.classes, self._projections[modality].any(axis=0)) if hit)
+    def covered(self, modality: str, validated: bool = True) -> tuple[str, ...]:
+        """Fusion classes that ``modality``'s model covers (some of its classes map to them), less its
+        unvalidated ones unless ``validated`` is False."""
+        projection = (self._projections if validated else self._trained)[modality]
+        return tuple(c for c, hit in zip(self.classes, projection.any(axis=0)) if hit)
 
     def member_probabilities(self, modality: str, logits: np.ndarray) -> np.ndarray:
         """(N, C_m) logits of one modality → its calibrated (N, C_m) probabilities, softmax(z / T + b)."""
@@ -105,8 +119,13 @@ class ProbabilityFusion:
         return softmax(logits / temperature + bias)
 
     def to_taxonomy(self, modality: str, logits: np.ndarray) -> np.ndarray:
-        """(N, C_m) logits of one modality → (N, T) calibrated probabilities over the fusion classes."""
-        return self.member_probabilities(modality, logits) @ self._projections[modality]
+        """(N, C_m) logits of one modality → (N, T) calibrated probabilities over the fusion classes it speaks
+        for (renormalised over them when it has unvalidated classes; all zero when it speaks for none)."""
+        probs = self.member_probabilities(modality, logits) @ self._projections[modality]
+        if not self.unvalidated.get(modality):
+            return probs
+        total = probs.sum(axis=1, keepdims=True)
+        return np.divide(probs, total, out=np.zeros_like(probs), where=total > 0)
 
     def fuse(self, logits: Mapping[str, np.ndarray], present: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
         """Fused (N, T) probabilities (coverage-aware mean, see the module docstring).
@@ -125,7 +144,8 @@ class ProbabilityFusion:
             probs = np.zeros((n, self.taxonomy.num_classes))
             if mask.any():
                 probs[mask] = self.to_taxonomy(modality, np.asarray(values)[mask])
-            members.append((probs, self._projections[modality].any(axis=0), mask * self.weights.get(modality, 1.0)))
+            covered = self._projections[modality].any(axis=0)  # a model validated on no class does not vote
+            members.append((probs, covered, mask * self.weights.get(modality, 1.0) * covered.any()))
         return coverage_aware_mean(members)
 
     def fit_calibration(self, validation: Mapping[str, tuple[np.ndarray, ...]], fit_bias: bool = True
@@ -138,7 +158,7 @@ class ProbabilityFusion:
         """
         fitted = {}
         for modality, (logits, labels, *weights) in validation.items():
-            temperature, bias = fit_member_calibration(logits, labels, self._projections[modality], fit_bias,
+            temperature, bias = fit_member_calibration(logits, labels, self._trained[modality], fit_bias,
                                                        weights[0] if weights else None)
             fitted[modality] = {"temperature": temperature, "bias": bias.tolist()}
         self.temperatures = {**self.temperatures, **{m: f["temperature"] for m, f in fitted.items()}}

@@ -7,6 +7,7 @@ between evaluations without rebuilding anything else.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import Counter
 from collections.abc import Sequence
@@ -20,7 +21,7 @@ from torch.utils.data import Dataset
 from applecider_core.records import LightCurve
 from applecider_core.taxonomy import Taxonomy
 
-from .augment import AugmentConfig, augment_light_curve
+from .augment import ALERT_HISTORY_DAYS, AugmentConfig, alert_history_view, augment_light_curve
 from .features import (
     FeatureConfig,
     FeatureStats,
@@ -41,13 +42,15 @@ class LabelledCurve:
 
 
 class EventDataset(Dataset):
-    """Items ``{"events": (L, 7) normalised, "times": (L,) Δt days, "labels": int}`` built on the fly."""
+    """Items ``{"events": (L, 7) normalised, "times": (L,) Δt days, "labels": int}`` built on the fly (cached
+    unless the item is a random view: an augmented copy or, with ``alert_window_days``, an alert-history view)."""
 
     def __init__(self, curves: Sequence[LabelledCurve], feature_config: FeatureConfig, stats: FeatureStats,
-                 augment: AugmentConfig | None = None) -> None:
+                 augment: AugmentConfig | None = None, alert_window_days: float | None = None) -> None:
         self.feature_config = feature_config
         self.stats = stats
         self.augment = augment
+        self.alert_window_days = alert_window_days  # set: every item is a fresh random alert-history view
         self._cache: dict[int, dict[str, Any]] = {}
         self.curves, dropped = [], 0
         for curve in curves:  # a curve whose events all lie past the horizon (Δt from jdstarthist) has no input
@@ -56,7 +59,7 @@ class EventDataset(Dataset):
             except NoDetectionsError:
                 dropped += 1
                 continue
-            if not curve.augment:
+            if not curve.augment and alert_window_days is None:
                 self._cache[len(self.curves)] = item
             self.curves.append(curve)
         if dropped:
@@ -68,13 +71,19 @@ class EventDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         item = self.curves[index]
+        if index in self._cache:
+            return self._cache[index]
+        # Random views are seeded from torch's global RNG, which the training loop reseeds every epoch.
+        rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,)).item()))
+        light_curve = item.light_curve
+        if self.alert_window_days is not None:
+            light_curve = alert_history_view(light_curve, self.feature_config.horizon_days, rng, self.alert_window_days)
         if item.augment and self.augment is not None:
-            # Seeded from torch's global RNG, which the training loop reseeds every epoch.
-            rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,)).item()))
-            return self._make(augment_light_curve(item.light_curve, self.augment, rng), item.label)
-        if index not in self._cache:
-            self._cache[index] = self._make(item.light_curve, item.label)
-        return self._cache[index]
+            light_curve = augment_light_curve(light_curve, self.augment, rng)
+        made = self._make(light_curve, item.label)
+        if not (self.alert_window_days is not None or (item.augment and self.augment is not None)):
+            self._cache[index] = made
+        return made
 
     def _make(self, lc: LightCurve, label: int) -> dict[str, Any]:
         seq = build_events(lc, self.feature_config)
@@ -82,11 +91,15 @@ class EventDataset(Dataset):
 
     def with_horizon(self, horizon_days: float | None, keep_augment: bool = False) -> EventDataset:
         """The same records with another horizon (by default without augmentation: the horizon sweep)."""
-        config = FeatureConfig(horizon_days, self.feature_config.max_events, self.feature_config.merge_window_days,
-                               self.feature_config.flux_floor_ujy, self.feature_config.bands)
+        config = dataclasses.replace(self.feature_config, horizon_days=horizon_days)
         if keep_augment:
             return EventDataset(self.curves, config, self.stats, self.augment)
         return EventDataset([LabelledCurve(c.light_curve, c.label) for c in self.curves], config, self.stats)
+
+    def with_alert_views(self, window_days: float = ALERT_HISTORY_DAYS) -> EventDataset:
+        """The same records (and augmentation) seen as alert packets: each item a random alert-history view
+        (:func:`~applecider_photometry.augment.alert_history_view`) within this dataset's horizon."""
+        return EventDataset(self.curves, self.feature_config, self.stats, self.augment, window_days)
 
 
 def usable_curves(curves: Sequence[LabelledCurve], bands: Sequence[str]) -> tuple[list[LabelledCurve], list[tuple[str, str]]]:

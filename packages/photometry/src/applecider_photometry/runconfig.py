@@ -13,7 +13,7 @@ from applecider_core.records import SURVEY_BANDS, ZTF_BANDS
 from applecider_core.taxonomy import DEFAULT_MIN_CLASS_OBJECTS
 from applecider_core.training import TrainingConfig
 
-from .augment import AugmentConfig
+from .augment import ALERT_HISTORY_DAYS, AugmentConfig
 from .features import DEFAULT_MAX_EVENTS, FeatureConfig
 
 T = TypeVar("T")
@@ -49,6 +49,11 @@ class ModelSection:
     preset: str = "paper"
     overrides: dict[str, Any] = field(default_factory=dict)  # keys of the model config
     init_from: str | None = None  # a pretrained masked-event model directory (its encoder is loaded)
+    ensemble_size: int = 1  # > 1: a deep ensemble of this many members (ensemble.py), averaged in probability
+
+    def __post_init__(self) -> None:
+        if self.ensemble_size < 1:
+            raise ValueError(f"ensemble_size must be >= 1, got {self.ensemble_size}")
 
 
 @dataclass
@@ -68,12 +73,18 @@ class FinetuneSection:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     temperature_scaling: bool = True  # fit T on validation, saved in preprocessor.json
     extra_horizons_days: tuple[float, ...] = ()  # also train on copies truncated at these horizons (early epochs)
+    alert_history_views: int = 0  # also train on this many copies seen as alert packets (a random alert epoch
+    alert_history_days: float = ALERT_HISTORY_DAYS  # and the detections of the days before it; augment.py)
+    validation_horizons_days: tuple[float, ...] = ()  # validation (monitor, temperature) also on curves cut here
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         if self.class_weighting not in CLASS_WEIGHTING:
             raise ValueError(f"class_weighting must be one of {CLASS_WEIGHTING}, got {self.class_weighting!r}")
+        if self.alert_history_views < 0 or not self.alert_history_days > 0:
+            raise ValueError(f"alert_history_views must be >= 0 and alert_history_days > 0, got "
+                             f"{self.alert_history_views} and {self.alert_history_days}")
 
 
 @dataclass
@@ -82,6 +93,11 @@ class TrainRunConfig:
     model: ModelSection = field(default_factory=ModelSection)
     finetune: FinetuneSection = field(default_factory=FinetuneSection)
     train: TrainingConfig = field(default_factory=lambda: TrainingConfig(monitor="macro_auprc"))
+
+    def __post_init__(self) -> None:
+        if self.model.ensemble_size > 1 and self.finetune.strategy == "gradual":
+            raise ValueError("finetune.strategy 'gradual' unfreezes one model's blocks; use 'full' with "
+                             f"model.ensemble_size {self.model.ensemble_size}")
 
 
 @dataclass
