@@ -29,7 +29,7 @@ from applecider_core.dataset import open_dataset
 from applecider_core.metrics import softmax
 from applecider_core.taxonomy import FUSION, get_taxonomy, projection_matrix
 from applecider_core.training import predict
-from applecider_photometry import collate_events, load_photometry_model
+from applecider_photometry import PhotometryClassifier, collate_events
 from applecider_photometry.data import EventDataset, load_split
 from applecider_photometry.features import FeatureConfig, NoDetectionsError, build_events, from_preprocessor
 
@@ -89,7 +89,7 @@ def main() -> None:
     parser.add_argument("--split", default="test")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    model = load_photometry_model(args.model).eval()
+    model = PhotometryClassifier.from_pretrained(args.model).eval()
     names = model.config.class_names
     taxonomy = next(get_taxonomy(t) for t in ("fine", "spectra", "fusion") if set(names) <= set(get_taxonomy(t).classes))
     config, stats = from_preprocessor(model.preprocessor)

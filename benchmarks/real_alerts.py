@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/real_alerts.py [--folds 5] [--epochs N] [--dataset data/public] [--out runs/real_alerts]
     .venv/bin/python benchmarks/real_alerts.py --folds 0 --released models      # the released models only
-    .venv/bin/python benchmarks/real_alerts.py --set photometry:model.ensemble_size=3   # a fold config override
+    .venv/bin/python benchmarks/real_alerts.py --set photometry:finetune.alert_history_views=4   # a fold config override
 
 1. The shared dataset (``cider data build --config configs/data_public.yaml``; reused when present) gives the
    labelled objects that have alerts (labels normalised once, in the build) and everything the models train on.
@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--released", default="models", help="released models scored as a baseline ('' to skip)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--set", action="append", default=[], metavar="MODALITY:KEY=VALUE", dest="settings",
-                        help="override a fold training's config, e.g. photometry:model.ensemble_size=3")
+                        help="override a fold training's config, e.g. photometry:train.seed=1")
     args = parser.parse_args(argv)
     overrides: dict[str, list[str]] = defaultdict(list)
     for setting in args.settings:

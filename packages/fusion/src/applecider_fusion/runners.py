@@ -135,15 +135,15 @@ class PhotometryRunner(ModalityRunner):
 
     @staticmethod
     def model_classes() -> tuple[type, ...]:
-        from applecider_photometry.ensemble import MODEL_CLASSES
+        from applecider_photometry import PhotometryClassifier
 
-        return MODEL_CLASSES
+        return (PhotometryClassifier,)
 
     @staticmethod
     def config_classes() -> dict[str, type]:
-        from applecider_photometry import PhotometryConfig, PhotometryEnsembleConfig
+        from applecider_photometry import PhotometryConfig
 
-        return {config.model_type: config for config in (PhotometryConfig, PhotometryEnsembleConfig)}
+        return {PhotometryConfig.model_type: PhotometryConfig}
 
     @staticmethod
     def graph(model: Any, for_export: bool = False) -> GraphSpec:

@@ -4,7 +4,7 @@ The torch parts load on first use, so the numpy preprocessing imports without to
 
 from applecider_core.lazy import lazy_exports
 
-from .configuration import PhotometryConfig, PhotometryEnsembleConfig
+from .configuration import PhotometryConfig
 from .features import (
     EventSequence,
     FeatureConfig,
@@ -18,9 +18,8 @@ from .features import (
 
 __version__ = "0.1.0"
 
-__getattr__ = lazy_exports(__name__, {**{name: ".modeling" for name in (
-    "PhotometryClassifier", "collate_events", "fast_inference", "prepare_light_curves")},
-    "PhotometryEnsemble": ".ensemble", "load_photometry_model": ".ensemble"})
+__getattr__ = lazy_exports(__name__, {name: ".modeling" for name in (
+    "PhotometryClassifier", "collate_events", "fast_inference", "prepare_light_curves")})
 
 __all__ = [
     "EventSequence",
@@ -29,12 +28,9 @@ __all__ = [
     "NoDetectionsError",
     "PhotometryClassifier",
     "PhotometryConfig",
-    "PhotometryEnsemble",
-    "PhotometryEnsembleConfig",
     "build_events",
     "collate_events",
     "fast_inference",
-    "load_photometry_model",
     "merge_band",
     "merge_events",
     "pad_events",

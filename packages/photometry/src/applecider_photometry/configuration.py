@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from applecider_core.config import PresetConfig
@@ -69,43 +69,4 @@ class PhotometryConfig(PresetConfig):
         return len(self.class_names)
 
 
-@dataclass
-class PhotometryEnsembleConfig:
-    """``size`` members of the ``member`` architecture; inputs and outputs are the member's."""
-
-    model_type: ClassVar[str] = "applecider_photometry_ensemble"
-
-    member: PhotometryConfig = field(default_factory=PhotometryConfig)
-    size: int = 5
-
-    def __post_init__(self) -> None:
-        if self.size < 2:
-            raise ValueError(f"an ensemble needs size >= 2 members, got {self.size}")
-
-    # what code reading a photometry model's config needs (runners, export, evaluation): the member's
-    @property
-    def class_names(self) -> tuple[str, ...]:
-        return self.member.class_names
-
-    @property
-    def num_classes(self) -> int:
-        return self.member.num_classes
-
-    @property
-    def bands(self) -> tuple[str, ...]:
-        return self.member.bands
-
-    @property
-    def survey(self) -> str:
-        return self.member.survey
-
-    @property
-    def n_features(self) -> int:
-        return self.member.n_features
-
-    @property
-    def max_events(self) -> int:
-        return self.member.max_events
-
-
-__all__ = ["ARCHITECTURES", "PhotometryConfig", "PhotometryEnsembleConfig"]
+__all__ = ["ARCHITECTURES", "PhotometryConfig"]

@@ -26,7 +26,6 @@ from applecider_core.taxonomy import get_taxonomy
 from applecider_core.training import predict
 
 from .data import EventDataset, LabelledCurve, load_split
-from .ensemble import PhotometryEnsemble, load_photometry_model
 from .features import from_preprocessor
 from .modeling import PhotometryClassifier, collate_events, fast_inference
 from .runconfig import EvaluateRunConfig
@@ -35,7 +34,7 @@ logger = logging.getLogger(__name__)
 CURVE_METRICS = ("macro_auprc", "balanced_accuracy", "balanced_precision")
 
 
-def horizon_sweep(model: PhotometryClassifier | PhotometryEnsemble, curves: Sequence[LabelledCurve], horizons: Sequence[float],
+def horizon_sweep(model: PhotometryClassifier, curves: Sequence[LabelledCurve], horizons: Sequence[float],
                   top_k: Sequence[int] = (2, 3), batch_size: int = 256) -> list[dict[str, Any]]:
     """One row per horizon: H, n, macro_auprc, balanced_accuracy, balanced_precision, top{k}, recall per class."""
     feature_config, stats = from_preprocessor(model.preprocessor)
@@ -103,7 +102,7 @@ def parse_args(argv: Sequence[str] | None) -> EvaluateRunConfig:
 
 def main(argv: Sequence[str] | None = None) -> int:
     run = parse_args(argv)
-    model = load_photometry_model(run.model_dir)
+    model = PhotometryClassifier.from_pretrained(run.model_dir)
     class_names = model.config.class_names
     taxonomy = get_taxonomy("fine")
     if not set(class_names) <= set(taxonomy.classes):

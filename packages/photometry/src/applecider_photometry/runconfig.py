@@ -49,11 +49,6 @@ class ModelSection:
     preset: str = "paper"
     overrides: dict[str, Any] = field(default_factory=dict)  # keys of the model config
     init_from: str | None = None  # a pretrained masked-event model directory (its encoder is loaded)
-    ensemble_size: int = 1  # > 1: a deep ensemble of this many members (ensemble.py), averaged in probability
-
-    def __post_init__(self) -> None:
-        if self.ensemble_size < 1:
-            raise ValueError(f"ensemble_size must be >= 1, got {self.ensemble_size}")
 
 
 @dataclass
@@ -93,11 +88,6 @@ class TrainRunConfig:
     model: ModelSection = field(default_factory=ModelSection)
     finetune: FinetuneSection = field(default_factory=FinetuneSection)
     train: TrainingConfig = field(default_factory=lambda: TrainingConfig(monitor="macro_auprc"))
-
-    def __post_init__(self) -> None:
-        if self.model.ensemble_size > 1 and self.finetune.strategy == "gradual":
-            raise ValueError("finetune.strategy 'gradual' unfreezes one model's blocks; use 'full' with "
-                             f"model.ensemble_size {self.model.ensemble_size}")
 
 
 @dataclass

@@ -7,8 +7,7 @@ at least ``data.min_class_objects`` training objects get an output (the saved co
 focal loss (α from the class counts after oversampling); augmented copies of a rare class (TDE) built from the raw records; two strategies:
 ``full`` (everything trains from the start) or ``gradual`` (head only for ``head_only_epochs``, then one
 more encoder block every ``unfreeze_every_epochs`` epochs from the top down, with per-block learning rates
-``encoder_lr · decay^depth``). ``model.ensemble_size`` > 1 trains a deep ensemble of that many members
-(``ensemble.py``; strategy ``full`` only). With ``model.init_from`` the encoder of a pretrained masked-event model is
+``encoder_lr · decay^depth``). With ``model.init_from`` the encoder of a pretrained masked-event model is
 loaded (its feature statistics are reused so the encoder sees inputs normalised as in pretraining).
 Training views besides the curves at the horizon: copies cut at ``extra_horizons_days`` and
 ``alert_history_views`` copies seen as alert packets (a random alert epoch and the 30 days before it, Δt still
@@ -39,7 +38,6 @@ from applecider_core.pretrained import PREPROCESSOR_NAME
 from applecider_core.taxonomy import covered_classes, get_taxonomy
 from applecider_core.training import TrainResult, predict, seed_everything, train
 
-from .configuration import PhotometryEnsembleConfig
 from .data import (
     EventDataset,
     LabelledCurve,
@@ -49,7 +47,6 @@ from .data import (
     oversample,
     restrict_classes,
 )
-from .ensemble import PhotometryEnsemble, load_photometry_model
 from .features import FeatureStats, from_preprocessor, preprocessor_dict
 from .modeling import PhotometryClassifier, PhotometryConfig, collate_events
 from .pretraining import MaskedEventModel
@@ -122,20 +119,15 @@ def gradual_unfreezing(ft: FinetuneSection) -> Callable[[int, nn.Module], None]:
 
 
 def build_model(run: TrainRunConfig, class_names: Sequence[str], weights: tuple[float, ...] | None
-                ) -> tuple[PhotometryClassifier | PhotometryEnsemble, FeatureStats | None]:
-    """Classifier (or a deep ensemble of ``model.ensemble_size`` of them) from the preset, or from a pretrained
-    encoder (then also its feature statistics)."""
+                ) -> tuple[PhotometryClassifier, FeatureStats | None]:
+    """Classifier from the preset, or from a pretrained encoder (then also its feature statistics)."""
     extra = {"class_names": tuple(class_names), "class_weights": weights, "max_events": run.data.max_events,
              **run.data.model_inputs()}
-    pretrained = MaskedEventModel.from_pretrained(run.model.init_from) if run.model.init_from else None
-    if pretrained is None:
-        config = PhotometryConfig.from_preset(run.model.preset, **run.model.overrides, **extra)
-    else:
-        config = dataclasses.replace(pretrained.config.encoder, **run.model.overrides, **extra)
-    size = run.model.ensemble_size
-    model = PhotometryClassifier(config) if size == 1 else PhotometryEnsemble(PhotometryEnsembleConfig(config, size))
-    if pretrained is None:
-        return model, None
+    if run.model.init_from is None:
+        return PhotometryClassifier(PhotometryConfig.from_preset(run.model.preset, **run.model.overrides, **extra)), None
+    pretrained = MaskedEventModel.from_pretrained(run.model.init_from)
+    config = dataclasses.replace(pretrained.config.encoder, **run.model.overrides, **extra)
+    model = PhotometryClassifier(config)
     model.load_encoder(pretrained.state_dict())
     _, stats = from_preprocessor(pretrained.preprocessor)
     logger.info("encoder initialised from %s", run.model.init_from)
@@ -143,7 +135,7 @@ def build_model(run: TrainRunConfig, class_names: Sequence[str], weights: tuple[
 
 
 def run_finetuning(train_curves: Sequence[LabelledCurve], val_curves: Sequence[LabelledCurve], run: TrainRunConfig,
-                   class_names: Sequence[str]) -> tuple[TrainResult, PhotometryClassifier | PhotometryEnsemble]:
+                   class_names: Sequence[str]) -> tuple[TrainResult, PhotometryClassifier]:
     """Fine-tune on labelled curves; returns the core TrainResult and the best model (reloaded)."""
     ft, feature_config = run.finetune, run.data.feature_config()
     curves, weights = oversampled_with_weights(train_curves, ft, class_names)
@@ -169,7 +161,7 @@ def run_finetuning(train_curves: Sequence[LabelledCurve], val_curves: Sequence[L
     preprocessor = preprocessor_dict(feature_config, stats, task="classification", temperature=1.0)
     result = train(model, train_ds, val_ds, run.train, collate_fn=collate, preprocessor=preprocessor,
                    run_config=run, **kwargs)
-    best = load_photometry_model(result.model_dir)
+    best = PhotometryClassifier.from_pretrained(result.model_dir)
     if ft.temperature_scaling and val_ds is not None and len(val_ds) > 1:
         logits, labels = predict(best, val_ds, collate, batch_size=run.train.eval_batch_size or 256)
         best.preprocessor["temperature"] = fit_temperature(logits, labels)
