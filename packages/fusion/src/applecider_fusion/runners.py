@@ -109,6 +109,10 @@ class ModalityRunner:
         """Engine inputs for the usable items, their indices, and a per-item error (None when usable)."""
         raise NotImplementedError
 
+    def run(self, inputs: Inputs) -> np.ndarray:
+        """(N, C) logits of prepared inputs (the engine on the whole batch; photometry groups by length)."""
+        return self.engine(inputs)
+
     def predict(self, items: Sequence[Any], timings: Any = None) -> tuple[np.ndarray, list[str | None]]:
         start = time.perf_counter()
         logits = np.full((len(items), len(self.class_names)), np.nan)
@@ -116,7 +120,7 @@ class ModalityRunner:
         if timings is not None:
             start = timings.add(f"{self.name}.preprocess", start)
         if usable:
-            logits[usable] = self.engine(inputs)
+            logits[usable] = self.run(inputs)
         if timings is not None:
             timings.add(f"{self.name}.model", start)
         return logits, errors
@@ -170,6 +174,23 @@ class PhotometryRunner(ModalityRunner):
             return None
         return (f"{HISTORY_RESTART_NOTE} {gap:,.0f} d before this light curve's first point (more than "
                 f"{NEW_EPISODE_GAP_DAYS:g} d: an earlier episode); Δt counted from the first point")
+
+    def run(self, inputs: Inputs) -> np.ndarray:
+        """The engine on groups of similar length, each cut to its own longest curve.
+
+        Padded events cost as much as real ones, and real alerts' curves are short and uneven (median 1 event,
+        batches of 256 padded to 28–58), so each curve is run with others of its power-of-two length bucket:
+        at most 2× its own length of tokens. The padding mask keeps each curve's logits what they are in any
+        batch (tests/fusion/test_runners.py compares).
+        """
+        lengths = inputs["mask"].sum(axis=1)
+        logits = np.empty((len(lengths), len(self.class_names)))
+        buckets = np.ceil(np.log2(np.maximum(lengths, 1))).astype(int)  # 1 | 2 | 3–4 | 5–8 | …
+        for bucket in np.unique(buckets):
+            rows = np.flatnonzero(buckets == bucket)
+            length = max(int(lengths[rows].max()), 1)
+            logits[rows] = self.engine({name: value[rows, :length] for name, value in inputs.items()})
+        return logits
 
     def prepare(self, items: Sequence[LightCurve]) -> tuple[Inputs, list[int], list[str | None]]:
         from applecider_photometry import NoDetectionsError, build_events, pad_events
