@@ -31,7 +31,7 @@ ENGINES = ("torch", "onnxruntime", "onnxruntime-int8")
 ONNX_NAME = "model.onnx"
 ONNX_INT8_NAME = "model.int8.onnx"
 ONNX_FORMAT = "applecider-onnx/1"
-OPSET = 18
+OPSET = 20
 DEFAULT_THREADS = 1
 
 
