@@ -45,7 +45,8 @@ def time_training(model: SpectraNet, optimizer: torch.optim.Optimizer, flux: tor
 
 def onnx_engines(model: SpectraNet, threads: int, folder: Path) -> dict:
     """The exported inference graph (fp32 and dynamic int8) in ONNX Runtime sessions of ``threads`` threads."""
-    from applecider_core.engines import OnnxEngine, export_graph, quantize_int8
+    from applecider_core.engines import OnnxEngine, export_graph
+    from applecider_core.quantization import quantize_int8
     from applecider_spectra.export import inference_graph
 
     path = export_graph(inference_graph(model, for_export=True), folder / "spectranet.onnx",
