@@ -101,12 +101,14 @@ def measure(models: str, batch_size: int, threads: int, modalities: list[str], e
 
 
 def shard_sources(limit: int, workers: int, folder: Path) -> list[list[Path]]:
-    """The first ``limit`` rows of the alert parquet (0: all) split by object into ``workers`` parquet files of
-    equal size (each object's alerts in one), written under ``folder``; one list of sources per worker."""
+    """The first ``limit`` packets (0: all; the alert parquet's rows, then the Avro files) split into ``workers``
+    sources of equal size: parquet rows by object (each object's alerts in one shard, a parquet file written
+    under ``folder``), Avro files in turn; one list of sources per worker."""
     import pyarrow.parquet as pq
 
     table = pq.read_table(SOURCES[0])
     table = table.slice(0, limit or table.num_rows)
+    avro = sorted(SOURCES[1].glob("*.avro"))[: (limit or len(table) + 10**6) - len(table)]
     shards: list[list[int]] = [[] for _ in range(workers)]
     owner: dict[str, int] = {}
     for row, object_id in enumerate(table.column("objectId").to_pylist()):
@@ -117,7 +119,7 @@ def shard_sources(limit: int, workers: int, folder: Path) -> list[list[Path]]:
     for k, rows in enumerate(shards):
         path = folder / f"shard{k}.parquet"
         pq.write_table(table.take(rows), path)
-        paths.append([path])
+        paths.append([path, *avro[k::workers]])
     return paths
 
 
