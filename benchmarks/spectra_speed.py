@@ -68,22 +68,33 @@ def torch_inference(model: SpectraNet, bf16: bool = False) -> Callable[[torch.Te
     return run
 
 
+def chunks(model: SpectraNet, x: torch.Tensor, length: int) -> tuple[torch.Tensor, ...]:
+    """The batch pieces ``forward_trunk`` runs a block of input ``length`` on (``inference_chunk``)."""
+    chunk = model.config.inference_chunk
+    return x.split(chunk) if chunk and length >= 1024 and len(x) > chunk else (x,)
+
+
 def block_profile(model: SpectraNet, flux: torch.Tensor, bf16: bool, repeats: int) -> list[float]:
-    """Best-of-``repeats`` ms per spectrum of each block, then of the head (pool, MLP, classifier)."""
+    """Best-of-``repeats`` ms per spectrum of each block (batch pieces as ``forward_trunk`` runs them), then of
+    the head (pool, MLP, classifier)."""
     best = [float("inf")] * (len(model.blocks) + 1)
     with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
         for _ in range(repeats + 1):
             h = flux[:, :, None]  # channels-last (B, L, 1)
-            for i, block in enumerate([*model.blocks, None]):
+            for i, block in enumerate(model.blocks):
                 start = time.perf_counter()
-                h = block(h) if block is not None else model.fc(model.head(model.pool(h.transpose(1, 2)).flatten(1)))
+                h = torch.cat([block(part) for part in chunks(model, h, h.shape[1])])
                 best[i] = min(best[i], 1000 * (time.perf_counter() - start) / len(flux))
+            start = time.perf_counter()
+            model.fc(model.head(model.pool(h.transpose(1, 2)).flatten(1)))
+            best[-1] = min(best[-1], 1000 * (time.perf_counter() - start) / len(flux))
     return best
 
 
 def memory_bound_floor(model: SpectraNet, batch: int, repeats: int) -> float:
-    """ms per spectrum of the inverse FFTs, LayerNorm and GELU over each block's (n, P·C) output (fp32), the
-    work of the FFT route that no convolution algorithm or number format of the matmuls removes."""
+    """ms per spectrum of the inverse FFTs, LayerNorm and GELU over each block's (n, P·C) output (fp32, in the
+    batch pieces of ``forward_trunk``), the work of the FFT route that no convolution algorithm or number
+    format of the matmuls removes."""
     total, length = 0.0, model.config.input_length
     for block in model.blocks:
         conv = block.multiscale
@@ -95,7 +106,8 @@ def memory_bound_floor(model: SpectraNet, batch: int, repeats: int) -> float:
         with torch.inference_mode():
             for _ in range(repeats + 1):
                 start = time.perf_counter()
-                torch.nn.functional.gelu(norm(torch.fft.irfft(spectrum, n=n, dim=1)))
+                for part in chunks(model, spectrum, length):
+                    torch.nn.functional.gelu(norm(torch.fft.irfft(part, n=n, dim=1)))
                 best = min(best, time.perf_counter() - start)
         total += 1000 * best / batch
         length //= 1 if block.last else model.config.downsample
