@@ -74,6 +74,10 @@ def test_unavailable_engines_fail_with_one_line(static_dir, models_dir, monkeypa
     with pytest.raises(SystemExit) as stop:
         export_main(["--models", str(models_dir), "--out", str(static_dir / "x"), "--quantize", "int8-static"])
     assert stop.value.code == 2 and "needs --calibration" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        export_main(["--models", str(models_dir), "--out", str(static_dir / "x"), "--modalities", "photometry",
+                     "--quantize", "int8-static", "--calibration", str(static_dir.parent / "calibration.avro")])
+    assert stop.value.code == 2 and "quantises the image model" in capsys.readouterr().err
     monkeypatch.setattr(engines, "native_bf16", lambda device: False)  # a CPU without AVX512-BF16 or AMX
     with pytest.raises(EngineError, match="no native bfloat16") as error:
         Classifier.from_dir(models_dir, engine="torch-bf16")

@@ -6,7 +6,7 @@
   weights per output channel (symmetric), uint8 activations with fixed ranges calibrated (min/max) on real
   inputs. ONNX Runtime then runs them as integer kernels (VNNI: four times the multiply-adds of fp32 per
   instruction); normalisations, GELU, the 2-D ``Gemm`` layers (metadata towers, heads, experts: little
-  arithmetic, and quantising them tripled the share of changed top classes of the released image model,
+  arithmetic, and quantising them raised the share of changed top classes of the released image model
   0.23 % → 1.7 %) and everything else stay fp32.
 
 The accuracy change of each is measured on real data (docs/onnx.md); ``applecider.quantization`` records

@@ -1,4 +1,4 @@
-"""``cider export onnx --models DIR --out DIR2 [--quantize int8]``: every model as ONNX with the broker contract.
+"""``cider export onnx --models DIR --out DIR2 [--quantize ...]``: every model as ONNX with the broker contract.
 
 For each of ``DIR/{photometry,images,spectra}`` the package's inference graph (``applecider_<modality>.export``)
 is exported to ``DIR2/<modality>/model.onnx`` (dynamic batch; dynamic sequence length for photometry;
@@ -8,8 +8,10 @@ the config and the fitted preprocessing statistics, the temperature and fusion w
 the package, torch and onnx versions and the opset. ``--quantize int8`` adds ``model.int8.onnx`` (dynamic
 int8 quantisation); ``--quantize int8-static --calibration ALERTS`` adds ``images/model.int8-static.onnx``
 (static int8 of the image graph, calibrated on the first ``--calibration-alerts`` alerts with cutouts read
-from ALERTS; ``applecider_core.quantization``). ``fusion.json`` and ``trust.json`` are copied, so ``cider classify --models DIR2 --engine
-onnxruntime`` runs the exported models with the same fusion and trust settings (the same records). Each export is checked: onnxruntime against torch on the example batch, max |Δ logit| ≤ 1e-4.
+from ALERTS; ``applecider_core.quantization``). ``fusion.json`` and ``trust.json`` are copied, so
+``cider classify --models DIR2 --engine onnxruntime`` runs the exported models with the same fusion and trust
+settings (the same records). Each export is checked: onnxruntime against torch on the example batch, max
+|Δ logit| ≤ 1e-4.
 """
 
 from __future__ import annotations
@@ -88,7 +90,8 @@ def export_modality(modality: str, source: Path, out: Path, settings: dict[str, 
         inputs, usable, _ = preparing.prepare([a for a in calibration if preparing.skip_reason(a) is None])
         if not usable:
             raise EngineError(f"{modality}: none of the {len(calibration)} calibration alerts is usable by the model")
-        feeds = ({n: v[i : i + CALIBRATION_BATCH] for n, v in inputs.items()} for i in range(0, len(usable), CALIBRATION_BATCH))
+        feeds = ({n: v[i : i + CALIBRATION_BATCH] for n, v in inputs.items()}
+                 for i in range(0, len(usable), CALIBRATION_BATCH))
         summary["int8-static"] = str(quantize_int8_static(path, out / ONNX_INT8_STATIC_NAME, feeds,
                                                           f"{len(usable)} real alerts"))
     logger.info("%s: %s (max |Δ logit| vs torch %.1e)", modality, path, delta)
@@ -112,6 +115,9 @@ def export_models(models_dir: str | Path, out_dir: str | Path, quantize: Sequenc
     present = [m for m in modalities if (models_dir / m).is_dir()]
     if not present:
         raise FusionError(f"{models_dir}: no model directories; expected some of {list(MODALITIES)}")
+    if "int8-static" in quantize and not set(present) & set(STATIC_INT8_MODALITIES):
+        raise EngineError(f"int8-static quantises the image model; {models_dir} has no {STATIC_INT8_MODALITIES[0]}/ "
+                          f"among {present}")
     settings = read_fusion_settings(models_dir)
     summary = {m: export_modality(m, models_dir / m, out_dir / m, settings, quantize, calibration) for m in present}
     for name in (FUSION_SETTINGS_NAME, TRUST_SETTINGS_NAME):  # records then match the torch engine's
