@@ -2,12 +2,14 @@
 
     .venv/bin/python benchmarks/onnx_parity_speed.py [--models models] [--alerts 1024] [--spectra 300]
 
-1. ``cider export onnx --quantize int8`` of ``--models`` into runs/onnx/<name> (unless done before).
+1. ``cider export onnx --quantize int8 int8-static`` of ``--models`` into runs/onnx/<name> (unless done
+   before); the static int8 image model is calibrated on the last 256 alerts with cutouts of the bundle.
 2. On the first ``--alerts`` real packets of ../shared/data/alerts (photometry from each packet's history,
-   images + metadata) and the first ``--spectra`` labelled spectra of spectra/osc_spectra.parquet: each runner
-   on the torch, onnxruntime and onnxruntime-int8 engines; max |Δ logit| and argmax agreement against torch,
-   accuracy against the bundle's labels (objects whose label is one of the model's classes; these include
-   the models' training objects, so the accuracy is a like-for-like comparison of the engines, not a
+   images + metadata; the calibration alerts left out) and ``--spectra`` labelled spectra spread over
+   spectra/osc_spectra.parquet: each runner on every engine (onnxruntime-int8-static: the image model);
+   max |Δ logit|, max and median |Δ probability| (softmax of the logits) and argmax agreement against torch
+   fp32, accuracy against the bundle's labels (objects whose label is one of the model's classes; these
+   include the models' training objects, so the accuracy is a like-for-like comparison of the engines, not a
    held-out score), and model milliseconds per item (1 thread, batches of 256).
 3. BOOM feeding: the exported image model run directly with onnxruntime on inputs built here the way BOOM
    builds them (raw stamps, NaN → 0, each stamp divided by its L2 norm, NHWC; raw metadata in the order of
@@ -24,28 +26,35 @@ import os
 import subprocess
 import sys
 import time
-from itertools import islice
 from pathlib import Path
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("APPLECIDER_SHARED_DATA", REPO.parent / "shared" / "data"))
-ENGINES = ("torch", "onnxruntime", "onnxruntime-int8")
+ENGINES = ("torch", "torch-bf16", "onnxruntime", "onnxruntime-int8", "onnxruntime-int8-static")
+STATIC_INT8_MODALITIES = ("images",)
+CALIBRATION_ALERTS = 256
 CHILD = ("import sys; from pathlib import Path; from applecider_core.cli import main; rc = main(sys.argv[1:]); "
          "print(next(l for l in Path('/proc/self/status').read_text().splitlines() if l.startswith('VmHWM')))")
 
 
-def real_items(n_alerts: int, n_spectra: int) -> tuple[list, list, dict[str, str]]:
+def real_items(n_alerts: int, n_spectra: int) -> tuple[list, list, list, dict[str, str]]:
+    """(alerts to compare on, calibration alerts, spectra, labels): the calibration alerts are the last
+    ``CALIBRATION_ALERTS`` with cutouts of the bundle and are not among the compared ones."""
     from applecider_data import iter_packets, packet_to_alert
     from applecider_data.importers import SourcedSpectrum, iter_spectra, read_labels
 
     sources = [DATA / "alerts" / "ztf_public_alerts.parquet", DATA / "alerts" / "avro"]
-    alerts = [packet_to_alert(p) for p in islice(iter_packets(sources), n_alerts) if isinstance(p, dict)]
+    every = [packet_to_alert(p) for p in iter_packets(sources) if isinstance(p, dict)]
+    calibration = [a for a in every if a.cutouts is not None][-CALIBRATION_ALERTS:]
+    held = {a.candid for a in calibration}
+    alerts = [a for a in every[:n_alerts] if a.candid not in held]
     spectra = [s.spectrum for s in iter_spectra(DATA / "spectra" / "osc_spectra.parquet")
                if isinstance(s, SourcedSpectrum) and s.spectrum.label]
     step = max(1, len(spectra) // n_spectra)  # spread over the file (it is ordered by source)
-    return alerts, spectra[::step][:n_spectra], read_labels(DATA / "labels" / "ztf_object_labels.csv").labels
+    labels = read_labels(DATA / "labels" / "ztf_object_labels.csv").labels
+    return alerts, calibration, spectra[::step][:n_spectra], labels
 
 
 def logits_of(runner, items: list) -> tuple[np.ndarray, float]:
@@ -56,17 +65,20 @@ def logits_of(runner, items: list) -> tuple[np.ndarray, float]:
 
 
 def parity_table(models: Path, onnx: Path, alerts: list, spectra: list, labels: dict[str, str]) -> list[str]:
+    from applecider_core.metrics import softmax
     from applecider_fusion.runners import load_runner
 
-    rows = ["| modality | engine | items | max abs Δ logit vs torch | same argmax | accuracy (labelled n) | model ms/item |",
-            "|---|---|---|---|---|---|---|"]
+    rows = ["| modality | engine | items | max abs Δ logit vs torch | max / median abs Δ probability | same argmax | "
+            "accuracy (labelled n) | model ms/item |", "|---|---|---|---|---|---|---|---|"]
     inputs = {"photometry": [a.light_curve for a in alerts], "images": alerts, "spectra": spectra}
     truth = {"photometry": [labels.get(a.object_id) for a in alerts], "images": [labels.get(a.object_id) for a in alerts],
              "spectra": [s.label for s in spectra]}
     for modality, items in inputs.items():
         results = {}
         for engine in ENGINES:
-            runner = load_runner(modality, (models if engine == "torch" else onnx) / modality, engine=engine)
+            if engine.endswith("int8-static") and modality not in STATIC_INT8_MODALITIES:
+                continue
+            runner = load_runner(modality, (models if engine.startswith("torch") else onnx) / modality, engine=engine)
             results[engine] = logits_of(runner, items)
         names = list(runner.class_names)
         reference = results["torch"][0]
@@ -75,10 +87,11 @@ def parity_table(models: Path, onnx: Path, alerts: list, spectra: list, labels: 
         scored = usable & (target >= 0)
         for engine, (values, seconds) in results.items():
             delta = np.abs(values[usable] - reference[usable]).max()
+            dp = np.abs(softmax(values[usable]) - softmax(reference[usable])).max(axis=1)
             same = (values[usable].argmax(1) == reference[usable].argmax(1)).mean()
             accuracy = (values[scored].argmax(1) == target[scored]).mean()
-            rows.append(f"| {modality} | {engine} | {usable.sum()} | {delta:.1e} | {100 * same:.1f} % | "
-                        f"{accuracy:.3f} ({scored.sum()}) | {1000 * seconds / len(items):.2f} |")
+            rows.append(f"| {modality} | {engine} | {usable.sum()} | {delta:.1e} | {dp.max():.1e} / {np.median(dp):.1e} | "
+                        f"{100 * same:.2f} % | {accuracy:.3f} ({scored.sum()}) | {1000 * seconds / len(items):.2f} |")
     return rows
 
 
@@ -109,9 +122,9 @@ def boom_check(models: Path, onnx: Path, alerts: list) -> str:
 def startup_table(models: Path, onnx: Path, repeats: int) -> list[str]:
     one_file = sorted((DATA / "alerts" / "avro").glob("*.avro"))[0]
     rows = [f"| engine | start-up + 1 file, s (best of {repeats}) | peak RSS MiB |", "|---|---|---|"]
-    for engine in ENGINES[:2]:
+    for engine in ("torch", "onnxruntime"):
         best, peak = float("inf"), 0.0
-        folder = models if engine == "torch" else onnx
+        folder = models if engine.startswith("torch") else onnx
         for _ in range(repeats):
             start = time.perf_counter()
             out = subprocess.run([sys.executable, "-c", CHILD, "classify", str(one_file), "--models", str(folder),
@@ -142,12 +155,13 @@ def main(argv: list[str] | None = None) -> int:
     models = Path(args.models)
     onnx = REPO / "runs" / "onnx" / models.name
     start = time.perf_counter()
+    alerts, calibration, spectra, labels = real_items(args.alerts, args.spectra)
     if args.reexport or not (onnx / "export.json").is_file():
-        export_models(models, onnx, quantize=True)
+        export_models(models, onnx, quantize=("int8", "int8-static"), calibration=calibration)
     print(f"# onnx parity and speed — {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores; "
           f"export of {models} → {onnx}: {time.perf_counter() - start:.0f} s (0: exported before)")
     print(f"# command: python benchmarks/onnx_parity_speed.py {' '.join(argv if argv is not None else sys.argv[1:])}")
-    alerts, spectra, labels = real_items(args.alerts, args.spectra)
+    print(f"# {len(alerts)} alerts compared; static int8 calibrated on {len(calibration)} other alerts")
     print("\n".join(parity_table(models, onnx, alerts, spectra, labels)))
     print(boom_check(models, onnx, alerts))
     print(f"load average {os.getloadavg()[0]:.1f}")

@@ -49,7 +49,7 @@ def test_export_writes_self_describing_models(onnx_dir, tuned_models):
     saved = json.loads((tuned_models / "images" / "preprocessor.json").read_text())
     assert images["inputs"] == ["triplet", "metadata"] and images["output"] == "fc_out"
     assert images["metadata_features"] == list(METADATA_FEATURES) and images["preprocessor"] == saved
-    assert images["class_names"][0] == "SN Ia" and images["temperature"] == 1.5 and images["opset"] == 18
+    assert images["class_names"][0] == "SN Ia" and images["temperature"] == 1.5 and images["opset"] == 20
     assert images["survey"] == "ztf" and images["bands"] == ["ztfg", "ztfr", "ztfi"]
     assert {"applecider-core", "applecider-images", "torch", "onnx", "onnxruntime"} <= set(images["versions"])
     spectra = read_onnx_metadata(onnx_dir / "spectra" / "model.int8.onnx")

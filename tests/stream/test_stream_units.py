@@ -169,6 +169,10 @@ def test_settings_yaml_and_flags(tmp_path):
         resolve_settings(["--bootstrap-servers", "h:1", "--topic", "a", "--group-id", "g"])
     with pytest.raises(ConfigError, match="--group-id"):
         resolve_settings(["--bootstrap-servers", "h:1", "--topic", "a", "--out", "x"])
+    sink = ["--bootstrap-servers", "h:1", "--topic", "a", "--group-id", "g", "--out", "x"]
+    assert resolve_settings([*sink, "--engine", "onnxruntime,images=torch-bf16"]).engine == "onnxruntime,images=torch-bf16"
+    with pytest.raises(ConfigError, match="unknown engine 'fast'"):
+        resolve_settings([*sink, "--engine", "fast"])
 
 
 def test_json_lines_sink_is_idempotent_and_drops_a_torn_line(tmp_path):

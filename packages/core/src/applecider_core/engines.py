@@ -5,6 +5,12 @@ tensors and returning logits; see ``applecider_<modality>.export``). The torch e
 ONNX Runtime engine runs the same module exported to ONNX. The runners prepare the inputs once, whichever
 engine runs, so records never depend on the engine.
 
+Engines (``ENGINES``): ``torch`` (fp32), ``torch-bf16`` (the same module under bfloat16 autocast: matmuls and
+convolutions in bf16, normalisations and the FFT in fp32; needs native bf16, e.g. AVX512-BF16 or AMX),
+``onnxruntime`` (``model.onnx``), ``onnxruntime-int8`` (``model.int8.onnx``, dynamic int8) and
+``onnxruntime-int8-static`` (``model.int8-static.onnx``, static int8 calibrated on real inputs; see
+``quantization``). The lossy ones have their measured accuracy change in docs/onnx.md.
+
 Thread policy (benchmarks/classify_throughput.py --busy, docs/BENCHMARKS.md): one intra-op thread per
 process by default for both engines. On a shared or loaded CPU a second thread contends with the other
 processes: two torch threads were slower than one, two onnxruntime threads no faster. Scale out with more
@@ -25,24 +31,63 @@ from typing import Any
 
 import numpy as np
 
+from .errors import CiderError
+
 logger = logging.getLogger(__name__)
 
-ENGINES = ("torch", "onnxruntime", "onnxruntime-int8")
+ENGINES = ("torch", "torch-bf16", "onnxruntime", "onnxruntime-int8", "onnxruntime-int8-static")
+TORCH_ENGINES = ("torch", "torch-bf16")
 ONNX_NAME = "model.onnx"
 ONNX_INT8_NAME = "model.int8.onnx"
+ONNX_INT8_STATIC_NAME = "model.int8-static.onnx"
+ONNX_FILES = {"onnxruntime": ONNX_NAME, "onnxruntime-int8": ONNX_INT8_NAME, "onnxruntime-int8-static": ONNX_INT8_STATIC_NAME}
+EXPORT_FLAGS = {"onnxruntime": "", "onnxruntime-int8": " --quantize int8",
+                "onnxruntime-int8-static": " --quantize int8-static --calibration ALERTS"}
 ONNX_FORMAT = "applecider-onnx/1"
-OPSET = 18
+OPSET = 20
 DEFAULT_THREADS = 1
 
 
-class EngineError(RuntimeError):
-    """An engine that cannot run as asked (missing ONNX file, unavailable device or provider)."""
+class EngineError(CiderError, RuntimeError):
+    """An engine that cannot run as asked (unknown name, missing ONNX file, unavailable device, provider or
+    number format); ``cider`` reports it as one line."""
 
 
 def check_engine(engine: str) -> str:
     if engine not in ENGINES:
         raise EngineError(f"unknown engine {engine!r}; one of {list(ENGINES)}")
     return engine
+
+
+def parse_engines(spec: str | Mapping[str, str]) -> tuple[str, dict[str, str]]:
+    """An engine choice → (default engine, {modality: engine} overrides).
+
+    ``spec``: ``"NAME"`` (every modality), ``"NAME,images=NAME2"`` (a default and per-modality overrides),
+    ``"images=NAME2"`` (torch for the others), or a mapping {modality: NAME} (torch for the others).
+    Engine names are checked here; modality names by the caller.
+    """
+    if isinstance(spec, Mapping):
+        default, overrides = "torch", dict(spec)
+    else:
+        parts = [part.strip() for part in spec.split(",") if part.strip()]
+        if not parts:
+            raise EngineError(f"empty engine choice {spec!r}; one of {list(ENGINES)}, optionally with MODALITY=ENGINE")
+        default = "torch" if "=" in parts[0] else parts.pop(0)
+        if any("=" not in part for part in parts):
+            raise EngineError(f"engine choice {spec!r}: after the default engine give MODALITY=ENGINE pairs")
+        overrides = dict(part.split("=", 1) for part in parts)
+    for engine in (default, *overrides.values()):
+        check_engine(engine)
+    return default, overrides
+
+
+def native_bf16(device: str) -> bool:
+    """Whether ``device`` computes bfloat16 natively (CPU: AVX512-BF16 or AMX; CUDA: compute capability ≥ 8)."""
+    import torch
+
+    if device == "cpu":
+        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
 @dataclass
@@ -64,21 +109,26 @@ class GraphSpec:
 
 
 class TorchEngine:
-    """Runs an inference graph module in torch (eval, inference mode)."""
+    """Runs an inference graph module in torch (eval, inference mode); ``bf16``: under bfloat16 autocast."""
 
     name = "torch"
 
-    def __init__(self, module: Any, input_names: Sequence[str], device: str = "cpu") -> None:
+    def __init__(self, module: Any, input_names: Sequence[str], device: str = "cpu", bf16: bool = False) -> None:
         import torch
 
         self.device = torch.device(device)
+        if bf16 and not native_bf16(self.device.type):
+            raise EngineError(f"torch-bf16: device {device!r} has no native bfloat16 (CPU: AVX512-BF16 or AMX; "
+                              "CUDA: compute capability 8+), where bf16 is emulated: slower and no more exact; use torch")
         self.module = module.to(self.device).eval()
         self.input_names = tuple(input_names)
+        self.bf16 = bf16
+        self.name = "torch-bf16" if bf16 else "torch"
 
     def __call__(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
         import torch
 
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16, enabled=self.bf16):
             tensors = [torch.from_numpy(np.ascontiguousarray(inputs[n])).to(self.device) for n in self.input_names]
             return self.module(*tensors).float().cpu().numpy()
 
@@ -112,11 +162,13 @@ class OnnxEngine:
 
         path = Path(path)
         if not path.is_file():
-            raise EngineError(f"{path}: no ONNX model; write it with `cider export onnx --models DIR --out DIR`")
+            flags = next((f for e, f in EXPORT_FLAGS.items() if ONNX_FILES[e] == path.name), "")
+            raise EngineError(f"{path}: no ONNX model; write it with `cider export onnx --models DIR --out DIR{flags}`")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or 0  # 0: onnxruntime's choice (all cores)
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.path = path
         self.session = ort.InferenceSession(str(path), options, providers=onnx_providers(device))
         if device != "cpu" and self.session.get_providers()[0] != "CUDAExecutionProvider":
             raise EngineError(f"{path}: CUDA asked for but the session runs on {self.session.get_providers()}")
@@ -181,34 +233,13 @@ def export_graph(spec: GraphSpec, path: str | Path, metadata: Mapping[str, Any])
     return path
 
 
-def quantize_int8(path: str | Path, out: str | Path) -> Path:
-    """Dynamic int8 quantisation (weights int8, activations quantised per batch) of an exported model; the
-    metadata_props are kept and ``applecider.quantization`` records it."""
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.WARNING)  # onnxruntime.quantization logs one line per tensor on the root logger
-    try:
-        quantize_dynamic(str(path), str(out), weight_type=QuantType.QInt8)
-    finally:
-        root.setLevel(level)
-    source, model = onnx.load(str(path)), onnx.load(str(out))
-    del model.metadata_props[:]
-    for prop in source.metadata_props:
-        model.metadata_props.add(key=prop.key, value=prop.value)
-    model.metadata_props.add(key="applecider.quantization", value="dynamic int8 (onnxruntime.quantization)")
-    onnx.save(model, str(out))
-    return Path(out)
-
-
 def onnx_path(directory: str | Path, engine: str) -> Path:
-    return Path(directory) / (ONNX_INT8_NAME if engine == "onnxruntime-int8" else ONNX_NAME)
+    """The ONNX file ``engine`` runs in a model folder."""
+    return Path(directory) / ONNX_FILES[engine]
 
 
 __all__ = [
-    "DEFAULT_THREADS", "ENGINES", "ONNX_INT8_NAME", "ONNX_NAME", "OPSET", "EngineError", "GraphSpec", "OnnxEngine",
-    "TorchEngine", "check_engine", "export_graph", "onnx_path", "onnx_providers", "quantize_int8",
-    "read_onnx_metadata",
+    "DEFAULT_THREADS", "ENGINES", "ONNX_FILES", "ONNX_INT8_NAME", "ONNX_INT8_STATIC_NAME", "ONNX_NAME", "OPSET",
+    "TORCH_ENGINES", "EngineError", "GraphSpec", "OnnxEngine", "TorchEngine", "check_engine", "export_graph",
+    "native_bf16", "onnx_path", "onnx_providers", "parse_engines", "read_onnx_metadata",
 ]  # fmt: skip

@@ -33,7 +33,14 @@ from applecider_core.records import METADATA_FEATURES, Alert, LightCurve, Spectr
 from applecider_data import AlertParseError, PacketError, merge_light_curves, packet_to_alert
 
 from .fusion import MODALITIES, FusionError, ProbabilityFusion
-from .runners import HISTORY_RESTART_NOTE, RUNNER_TYPES, ModalityRunner, SpectralSystems, load_runner
+from .runners import (
+    HISTORY_RESTART_NOTE,
+    RUNNER_TYPES,
+    ModalityRunner,
+    SpectralSystems,
+    engine_choice,
+    load_runner,
+)
 from .trust import NO_TRUST_NOTE, TrustSettings, read_trust_settings
 
 FUSION_SETTINGS_NAME = "fusion.json"  # per-modality weights, temperatures and biases next to the model folders
@@ -96,14 +103,16 @@ class Classifier:
 
     @classmethod
     def from_dir(cls, models_dir: str | Path, device: str = "cpu", weights: Mapping[str, float] | None = None,
-                 modalities: Sequence[str] = MODALITIES, engine: str = "torch",
+                 modalities: Sequence[str] = MODALITIES, engine: str | Mapping[str, str] = "torch",
                  threads: int | None = DEFAULT_THREADS) -> Classifier:
         """Load ``models_dir/{photometry,images,spectra}`` (each written by save_pretrained); absent ones are skipped.
         ``models_dir/sniascore`` and ``models_dir/ccsnscore`` (seed spectral systems) add their own record entries.
 
-        ``engine``: ``torch`` (the saved weights), ``onnxruntime`` or ``onnxruntime-int8`` (the ``model.onnx``
-        / ``model.int8.onnx`` that ``cider export onnx`` wrote in each folder); ``threads``: ONNX Runtime
-        intra-op threads per session (torch threads are the process's, see ``cider classify --threads``).
+        ``engine``: ``torch`` or ``torch-bf16`` (the saved weights), ``onnxruntime``, ``onnxruntime-int8`` or
+        ``onnxruntime-int8-static`` (the ONNX files that ``cider export onnx`` wrote in each folder), for every
+        modality, or per modality: ``"onnxruntime,images=onnxruntime-int8-static"`` or a mapping
+        {modality: engine} (``runners.engine_choice``); ``threads``: ONNX Runtime intra-op threads per session
+        (torch threads are the process's, see ``cider classify --threads``).
 
         Fusion settings: each model's own temperature (its preprocessor.json), replaced by the per-modality
         weights, temperatures and per-class biases of ``models_dir/fusion.json`` when present (written by ``cider evaluate``),
@@ -112,8 +121,9 @@ class Classifier:
         models_dir = Path(models_dir)
         if str(device) != "cpu":  # an unusable device fails before any model is read (cpu needs no torch)
             resolve_device(device)
-        runners = {m: load_runner(m, models_dir / m, device, engine, threads)
-                   for m in modalities if (models_dir / m).is_dir()}
+        present = [m for m in modalities if (models_dir / m).is_dir()]
+        engines = engine_choice(engine, present)
+        runners = {m: load_runner(m, models_dir / m, device, engines[m], threads) for m in present}
         if not runners:
             raise FusionError(
                 f"{models_dir}: no model directories; expected some of {[str(models_dir / m) for m in RUNNER_TYPES]}"

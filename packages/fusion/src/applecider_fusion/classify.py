@@ -25,7 +25,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from applecider_core.engines import DEFAULT_THREADS, ENGINES, EngineError
+from applecider_core.engines import DEFAULT_THREADS, ENGINES, TORCH_ENGINES, EngineError, parse_engines
 from applecider_core.pretrained import PretrainedError
 from applecider_data import WireSchemas, iter_packets
 
@@ -158,8 +158,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="Avro schemas of wire-format messages: <id>.avsc or lsst.v<M>_<m>.alert.avsc files")
     parser.add_argument("--schema-registry", metavar="URL", help="Confluent-compatible schema registry URL")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    parser.add_argument("--engine", choices=(*ENGINES, "ray"), default="torch",
-                        help="torch (saved weights), onnxruntime[-int8] (model.onnx from `cider export onnx`), or "
+    parser.add_argument("--engine", default="torch", metavar="ENGINE[,MODALITY=ENGINE...]",
+                        help=f"one of {', '.join(ENGINES)} (torch*: saved weights; onnxruntime*: the files of `cider "
+                             "export onnx`), optionally per modality (onnxruntime,images=onnxruntime-int8-static); or "
                              "ray: torch on Ray Data actors over alert parquet tables (the [ray] extra)")
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
                         help="CPU threads per engine (default 1: fastest under load; 0 = the library's choice)")
@@ -176,7 +177,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--batch-size must be >= 1")
     if args.threads < 0:
         parser.error("--threads must be >= 0")
-    if args.engine == "torch" and args.threads:  # onnxruntime sessions get theirs; torch is not even imported
+    try:
+        default, overrides = parse_engines("torch" if args.engine == "ray" else args.engine)
+    except EngineError as error:
+        parser.error(str(error))
+    if args.threads and {default, *overrides.values()} & set(TORCH_ENGINES):  # onnxruntime sessions get theirs
         import torch
 
         torch.set_num_threads(args.threads)

@@ -58,7 +58,7 @@ class FusionEvaluationConfig:
     trust: TrustFitConfig = field(default_factory=TrustFitConfig)
     weights: dict[str, float] = field(default_factory=dict)
     device: str = "cpu"
-    engine: str = "torch"  # torch | onnxruntime | onnxruntime-int8 (models exported by `cider export onnx`)
+    engine: str = "torch"  # one of applecider_core.engines.ENGINES, or per modality: onnxruntime,images=torch-bf16
 
     def __post_init__(self) -> None:
         bad = [s for s in self.splits if s not in SPLITS]
@@ -333,7 +333,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cider evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="YAML (see configs/fusion.yaml)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
-    parser.add_argument("--engine", choices=ENGINES, help="override the config's engine (default torch)")
+    parser.add_argument("--engine", metavar="ENGINE[,MODALITY=ENGINE...]",
+                        help=f"override the config's engine (default torch): one of {', '.join(ENGINES)}, optionally "
+                             "per modality (onnxruntime,images=onnxruntime-int8-static)")
     args = parser.parse_args(argv)
     try:
         overrides = parse_overrides(args.set) | ({"engine": args.engine} if args.engine else {})

@@ -2,9 +2,10 @@
 
 Each runner uses exactly the preprocessing its package trains with (settings and fitted statistics from the
 model's preprocessor.json), so inference and training see the same tensors. The model runs through an
-engine (``applecider_core.engines``): ``torch`` runs the package's inference graph module, ``onnxruntime``
-(and ``onnxruntime-int8``) the same graph exported by ``cider export onnx``; the runner prepares the same
-inputs for both, so records never depend on the engine. ``predict`` returns (N, C) logits with NaN rows
+engine (``applecider_core.engines``): ``torch`` (and ``torch-bf16``) runs the package's inference graph module,
+``onnxruntime`` (and its int8 variants) the same graph exported by ``cider export onnx``; the runner prepares
+the same inputs for every engine, so records never depend on the engine. Each modality may use its own engine
+(``engine_choice``). ``predict`` returns (N, C) logits with NaN rows
 for items that could not be used and a per-item error message (None when fine); it never raises for one
 bad item.
 
@@ -25,11 +26,14 @@ import numpy as np
 from applecider_core.config import from_dict
 from applecider_core.engines import (
     DEFAULT_THREADS,
+    TORCH_ENGINES,
+    EngineError,
     GraphSpec,
     OnnxEngine,
     TorchEngine,
     check_engine,
     onnx_path,
+    parse_engines,
 )
 from applecider_core.pretrained import CONFIG_NAME, PretrainedError
 from applecider_core.records import CUTOUT_SIZE, Alert, LightCurve, Spectrum
@@ -74,9 +78,9 @@ class ModalityRunner:
     @classmethod
     def load(cls, directory: str | Path, device: str = "cpu", engine: str = "torch",
              threads: int | None = DEFAULT_THREADS) -> ModalityRunner:
-        """The runner of the model in ``directory``: a ``save_pretrained`` folder (torch) or one holding the
-        ``model.onnx`` written by ``cider export onnx`` (onnxruntime; its metadata carries the config)."""
-        if check_engine(engine) != "torch":
+        """The runner of the model in ``directory``: a ``save_pretrained`` folder (torch, torch-bf16) or one
+        holding the ONNX files written by ``cider export onnx`` (onnxruntime…; their metadata carries the config)."""
+        if check_engine(engine) not in TORCH_ENGINES:
             onnx = OnnxEngine(onnx_path(directory, engine), device, threads)
             meta = onnx.metadata
             if meta.get("modality") != cls.name:
@@ -85,7 +89,8 @@ class ModalityRunner:
             return cls(from_dict(config, meta["config"]), meta.get("preprocessor", {}), onnx)
         model = cls.load_model(directory)
         spec = cls.graph(model)
-        return cls(model.config, model.preprocessor, TorchEngine(spec.module, spec.input_names, device))
+        torch_engine = TorchEngine(spec.module, spec.input_names, device, bf16=engine == "torch-bf16")
+        return cls(model.config, model.preprocessor, torch_engine)
 
     @classmethod
     def load_model(cls, directory: str | Path) -> Any:
@@ -109,6 +114,10 @@ class ModalityRunner:
         """Engine inputs for the usable items, their indices, and a per-item error (None when usable)."""
         raise NotImplementedError
 
+    def run(self, inputs: Inputs) -> np.ndarray:
+        """(N, C) logits of prepared inputs (the engine on the whole batch; photometry groups by length)."""
+        return self.engine(inputs)
+
     def predict(self, items: Sequence[Any], timings: Any = None) -> tuple[np.ndarray, list[str | None]]:
         start = time.perf_counter()
         logits = np.full((len(items), len(self.class_names)), np.nan)
@@ -116,7 +125,7 @@ class ModalityRunner:
         if timings is not None:
             start = timings.add(f"{self.name}.preprocess", start)
         if usable:
-            logits[usable] = self.engine(inputs)
+            logits[usable] = self.run(inputs)
         if timings is not None:
             timings.add(f"{self.name}.model", start)
         return logits, errors
@@ -170,6 +179,23 @@ class PhotometryRunner(ModalityRunner):
             return None
         return (f"{HISTORY_RESTART_NOTE} {gap:,.0f} d before this light curve's first point (more than "
                 f"{NEW_EPISODE_GAP_DAYS:g} d: an earlier episode); Δt counted from the first point")
+
+    def run(self, inputs: Inputs) -> np.ndarray:
+        """The engine on groups of similar length, each cut to its own longest curve.
+
+        Padded events cost as much as real ones, and real alerts' curves are short and uneven (median 1 event,
+        batches of 256 padded to 28–58), so each curve is run with others of its power-of-two length bucket:
+        at most 2× its own length of tokens. The padding mask keeps each curve's logits what they are in any
+        batch (tests/fusion/test_runners.py compares).
+        """
+        lengths = inputs["mask"].sum(axis=1)
+        logits = np.empty((len(lengths), len(self.class_names)))
+        buckets = np.ceil(np.log2(np.maximum(lengths, 1))).astype(int)  # 1 | 2 | 3–4 | 5–8 | …
+        for bucket in np.unique(buckets):
+            rows = np.flatnonzero(buckets == bucket)
+            length = max(int(lengths[rows].max()), 1)
+            logits[rows] = self.engine({name: value[rows, :length] for name, value in inputs.items()})
+        return logits
 
     def prepare(self, items: Sequence[LightCurve]) -> tuple[Inputs, list[int], list[str | None]]:
         from applecider_photometry import NoDetectionsError, build_events, pad_events
@@ -312,6 +338,16 @@ RUNNER_TYPES: dict[str, type[ModalityRunner]] = {
 }
 
 
+def engine_choice(engine: str | Mapping[str, str], modalities: Sequence[str]) -> dict[str, str]:
+    """The engine of each of ``modalities``: ``engine`` is one name for all, ``"NAME,images=NAME2"`` or a mapping
+    (``applecider_core.engines.parse_engines``); EngineError names an unknown engine or modality."""
+    default, overrides = parse_engines(engine)
+    unknown = sorted(set(overrides) - set(RUNNER_TYPES))
+    if unknown:
+        raise EngineError(f"engine choice names unknown modalities {unknown}; modalities: {sorted(RUNNER_TYPES)}")
+    return {modality: overrides.get(modality, default) for modality in modalities}
+
+
 def load_runner(modality: str, directory: str | Path, device: str = "cpu", engine: str = "torch",
                 threads: int | None = DEFAULT_THREADS) -> ModalityRunner:
     """The runner of ``modality`` with the model saved (or exported) in ``directory``."""
@@ -322,5 +358,5 @@ def load_runner(modality: str, directory: str | Path, device: str = "cpu", engin
 
 __all__ = [
     "RUNNER_TYPES", "ImagesRunner", "ModalityRunner", "PhotometryRunner", "SpectraRunner", "SpectralSystems",
-    "load_runner",
+    "engine_choice", "load_runner",
 ]  # fmt: skip

@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from applecider_core.config import ConfigError, from_dict, to_dict
+from applecider_core.engines import TORCH_ENGINES, parse_engines
 
 from .decoders import DecodeProcess
 from .runner import StreamError, StreamRunner
@@ -65,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     add("--log-interval-s", type=float, help="throughput/lag log interval (default 30)")
     add("--stats-out", help="JSON file with the final counts and the lag history")
     add("--device")
+    add("--engine", metavar="ENGINE[,MODALITY=ENGINE...]",
+        help="torch (default), torch-bf16, onnxruntime, onnxruntime-int8, onnxruntime-int8-static; or per modality, "
+             "e.g. onnxruntime,images=onnxruntime-int8-static (see cider classify --engine)")
     add("--threads", type=int, help="torch CPU threads (default 1, the other core decodes the next batch; 0 = torch's choice)")
     add("--kafka-option", action="append", metavar="KEY=VALUE", help="extra librdkafka setting (repeatable)")
     return p
@@ -160,13 +164,15 @@ def _consumer(settings: StreamSettings):
 
 def main(argv: Sequence[str] | None = None) -> int:
     settings = resolve_settings(argv)
-    if settings.threads:
+    default, overrides = parse_engines(settings.engine)
+    if settings.threads and {default, *overrides.values()} & set(TORCH_ENGINES):  # onnxruntime sessions get theirs
         import torch
 
         torch.set_num_threads(settings.threads)
     from applecider_fusion.classifier import Classifier, HistoryCache
 
-    classifier = Classifier.from_dir(settings.models, device=settings.device)
+    classifier = Classifier.from_dir(settings.models, device=settings.device, engine=settings.engine,
+                                     threads=settings.threads)
     classifier.history = HistoryCache(settings.history_cache_size)
     versions = model_versions(settings.models, list(classifier.runners))
     failures = FailureLog(settings.errors_out)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from applecider_core.config import ConfigError
+from applecider_core.engines import EngineError, parse_engines
 
 
 @dataclass
@@ -48,6 +49,7 @@ class StreamSettings:
     stats_out: str | None = None
     # classifier
     device: str = "cpu"
+    engine: str = "torch"  # one of applecider_core.engines.ENGINES, or per modality: onnxruntime,images=torch-bf16
     threads: int = 1  # torch intra-op threads; 0 = torch's choice (all cores). One: fastest under load (engines.py)
     history_cache_size: int = 100_000
     kafka: dict[str, str] = field(default_factory=dict)  # extra librdkafka settings (security.protocol, ...)
@@ -63,6 +65,10 @@ class StreamSettings:
                 raise ConfigError(f"cider stream: {name} must be >= 1, got {getattr(self, name)}")
         if self.threads < 0:
             raise ConfigError(f"cider stream: threads must be >= 0, got {self.threads}")
+        try:
+            parse_engines(self.engine)
+        except EngineError as error:
+            raise ConfigError(f"cider stream: {error}") from None
         if self.max_wait_s <= 0 or self.log_interval_s <= 0:
             raise ConfigError("cider stream: max_wait_s and log_interval_s must be > 0")
         return self
