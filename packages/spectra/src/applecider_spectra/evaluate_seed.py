@@ -126,6 +126,38 @@ def evaluate_ccsnscore(system: CCSNscoreSystem, spectra: Sequence[Spectrum],
     return report
 
 
+def photometry_overlap(dataset: SharedDataset) -> dict[str, Any]:
+    """Which spectra could use CCSNscore's light-curve inputs: per spectrum label the spectra and objects, and
+    how many of them belong to an object with photometry in ``dataset``; for the layer-1 (II vs Ibc) spectra
+    those counts per split and the latest layer-1 spectrum's MJD; the objects with a layer-1 label and photometry
+    (with or without a spectrum) and their earliest detection's MJD."""
+    spectra = dataset.spectra()
+    with_lc, objects = set(dataset.light_curve_ids()), dataset.objects
+    split_of = dict(zip(objects["object_id"], objects["split"]))
+    per_label: dict[str, dict[str, int]] = {}
+    for s in spectra:
+        row = per_label.setdefault(s.label or "unlabelled", {"spectra": 0, "objects": set(), "spectra_with_light_curve": 0,
+                                                             "objects_with_light_curve": set()})
+        row["spectra"] += 1
+        row["objects"].add(s.object_id)
+        if s.object_id in with_lc:
+            row["spectra_with_light_curve"] += 1
+            row["objects_with_light_curve"].add(s.object_id)
+    layer1 = [s for s in spectra if _layer_target(s.label, "1") is not None]
+    layer1_lc = sorted(oid for oid, label in zip(objects["object_id"], objects["label"])
+                       if oid in with_lc and isinstance(label, str) and _layer_target(label, "1") is not None)
+    first_detections = [lc.mjd[lc.is_detection].min() for lc in map(dataset.light_curve, layer1_lc)
+                        if lc.is_detection.any()]
+    return {
+        "per_label": {k: {n: v if isinstance(v, int) else len(v) for n, v in row.items()} for k, row in sorted(per_label.items())},
+        "layer1_spectra_with_light_curve": {split: sum(s.object_id in with_lc and split_of[s.object_id] == split
+                                                       for s in layer1) for split in ("train", "val", "test")},
+        "latest_layer1_spectrum_mjd": max((s.mjd for s in layer1 if s.mjd == s.mjd), default=float("nan")),
+        "layer1_objects_with_light_curve": len(layer1_lc),
+        "earliest_layer1_light_curve_detection_mjd": float(min(first_detections, default=float("nan"))),
+    }  # fmt: skip
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cider evaluate spectra", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True, help="the SNIascore / CCSNscore run config used for training")
@@ -150,4 +182,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["evaluate_ccsnscore", "evaluate_sniascore", "layer1_report", "main", "tpr_table"]
+__all__ = ["evaluate_ccsnscore", "evaluate_sniascore", "layer1_report", "main", "photometry_overlap", "tpr_table"]
