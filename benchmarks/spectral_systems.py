@@ -351,7 +351,8 @@ def evaluate(args, dataset, train_s: dict[str, float]) -> dict:
     results["convergence"] = convergence_table(out)
     system = SNIascoreSystem.from_dir(out / "sniascore")
     predictions, seconds = timed(system.predict, test)  # inference incl. preprocessing, MC passes, z of the Ia
-    results["sniascore"] = evaluate_sniascore(system, test, predictions)
+    z_max = seed_config(out, "sniascore", args).sniascore.redshift_max  # the augmentation's range
+    results["sniascore"] = evaluate_sniascore(system, test, predictions, z_max=z_max)
     results["spectra_per_s"][SNIA_ROW] = results["sniascore"]["n"] / seconds
     snia_scores = {s.spectrum_id: r["score"] for s, r in zip(test, predictions) if isinstance(r, dict)}
     label_of = {s.spectrum_id: s.label == "SN Ia" for s in test}
@@ -393,11 +394,11 @@ def print_tables(results: dict) -> None:
     point = snia["operating_point"]
     print(f"SNIascore operating point (validation, FPR ≤ 0.6 %): score ≥ {point['score_cut']:.3f}, σ ≤ "
           f"{point['error_cut']:.3f} → test TPR {point['tpr']:.3f}, FPR {point['fpr']:.4f} ({snia['n']} spectra)")
-    for key in ("redshift_confident_ia", "redshift_all_ia"):
+    for key in ("redshift_confident_ia", "redshift_all_ia", "redshift_confident_ia_in_range", "redshift_all_ia_in_range"):
         if key in snia:
             z = snia[key]
-            print(f"SNIascore z on {key[9:]}: n {z['n']}, σ(Δz/(1+z)) {z['sigma']:.4f}, bias {z['bias']:+.4f}, "
-                  f"outliers (>0.05) {z['outlier_rate_pct']:.1f} %")
+            print(f"SNIascore z on {key[9:]}: n {z['n']}, σ(Δz/(1+z)) {z['sigma']:.4f}, MAD {z['mad']:.4f}, "
+                  f"bias {z['bias']:+.4f}, outliers (>0.05) {z['outlier_rate_pct']:.1f} %")
     ccsn = results["ccsnscore"]
     print("\nCCSNscore layer 1, II vs Ibc (test spectra)")
     print(f"{'case':<28s} {'n':>5s} {'acc':>7s} {'ambig':>7s} {'TPR@2%':>7s} {'AUC':>7s} {'conf':>7s} {'conf acc':>8s}")

@@ -412,6 +412,14 @@ def test_sniascore_trains_and_evaluates_through_the_cli(tmp_path):
     assert evaluate_main(["--config", str(config), "--model", str(tmp_path / "run"), "--output", str(tmp_path / "ev")]) == 0
     report = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert report["n"] == 6 and set(report["tpr_at_fpr"]) == {"0.6%", "1%", "2%"} and "redshift_all_ia" in report
+    assert report["redshift_all_ia_in_range"]["n"] == 1  # the config's redshift_max 0.1 covers the one test SN Ia
+    from applecider_core.dataset import open_dataset
+    from applecider_spectra.evaluate_seed import evaluate_sniascore
+
+    spectra = open_dataset(dataset).spectra()  # 4 SNe Ia; z_max at the second lowest z keeps 2 of them
+    cut = sorted(s.redshift for s in spectra if s.label == "SN Ia")[1]
+    by_range = evaluate_sniascore(SNIascoreSystem.from_dir(tmp_path / "run"), spectra, z_max=cut)
+    assert by_range["redshift_all_ia"]["n"] == 4 and by_range["redshift_all_ia_in_range"]["n"] == 2
 
 
 def test_ccsnscore_trains_every_layer_and_uses_light_curves_where_present(tmp_path):

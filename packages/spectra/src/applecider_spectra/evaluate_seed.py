@@ -36,8 +36,10 @@ def tpr_table(scores: np.ndarray, labels: np.ndarray, points: Sequence[float] = 
 
 
 def evaluate_sniascore(system: SNIascoreSystem, spectra: Sequence[Spectrum],
-                       results: Sequence[dict[str, Any] | str] | None = None) -> dict[str, Any]:
-    """Metrics of ``system`` on ``spectra``; ``results`` are its predictions when already made."""
+                       results: Sequence[dict[str, Any] | str] | None = None, z_max: float | None = None) -> dict[str, Any]:
+    """Metrics of ``system`` on ``spectra``; ``results`` are its predictions when already made. With ``z_max``
+    the redshift metrics are repeated on the SNe Ia with a true z ≤ ``z_max`` (``…_in_range``: the range the
+    regressor's augmentation covers; beyond it no training spectrum exists)."""
     results = system.predict(spectra) if results is None else results
     usable = [i for i, r in enumerate(results) if isinstance(r, dict)]
     labels = np.array([spectra[i].label == IA_CLASS for i in usable])
@@ -51,14 +53,17 @@ def evaluate_sniascore(system: SNIascoreSystem, spectra: Sequence[Spectrum],
     if system.regressor is not None:
         z_true = np.array([spectra[i].redshift for i in usable])
         ia = labels & np.isfinite(z_true)
-        all_ia = [spectra[i] for i, keep in zip(usable, ia) if keep]
-        z_all, _ = system.regressor.predict_scores(_inputs(system, all_ia)) if all_ia else (np.zeros(0), None)
-        if len(all_ia):
-            report["redshift_all_ia"] = redshift_metrics(np.asarray(z_all), z_true[ia])
-        pred = np.array([results[i]["redshift"] if results[i]["redshift"] is not None else np.nan for i in usable])
-        chosen = ia & confident & np.isfinite(pred)
-        if chosen.any():
-            report["redshift_confident_ia"] = redshift_metrics(pred[chosen], z_true[chosen])
+        z_all = np.full(len(usable), np.nan)  # the regressor on every SN Ia, confident or not
+        if ia.any():
+            z_all[ia] = np.asarray(system.regressor.predict_scores(
+                _inputs(system, [spectra[i] for i, keep in zip(usable, ia) if keep]))[0])
+        z_reported = np.array([np.nan if results[i]["redshift"] is None else results[i]["redshift"] for i in usable])
+        ranges = {"": np.ones_like(ia)} | ({} if z_max is None else {"_in_range": z_true <= z_max})
+        for suffix, keep in ranges.items():
+            for name, z_pred, chosen in (("all_ia", z_all, ia & keep),
+                                         ("confident_ia", z_reported, ia & keep & confident & np.isfinite(z_reported))):
+                if chosen.any():
+                    report[f"redshift_{name}{suffix}"] = redshift_metrics(z_pred[chosen], z_true[chosen])
     return report
 
 
@@ -171,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     dataset = open_dataset(config.data.path)
     spectra = dataset.spectra(args.split)
     if config.model.arch == "sniascore":
-        report = evaluate_sniascore(SNIascoreSystem.from_dir(args.model), spectra)
+        report = evaluate_sniascore(SNIascoreSystem.from_dir(args.model), spectra, z_max=config.sniascore.redshift_max)
     else:
         report = evaluate_ccsnscore(CCSNscoreSystem.from_dir(args.model), spectra, dataset)
     out = Path(args.output or Path(args.model) / f"eval_{args.split}")
