@@ -32,3 +32,12 @@ def test_spectrum_convnext_forward_gradients_and_save_load(tmp_path):
     model.eval().save_pretrained(tmp_path / "m")
     loaded = SpectrumConvNeXt.from_pretrained(tmp_path / "m").eval()
     assert torch.equal(model(images).logits, loaded(images).logits)
+
+
+def test_inverted_input_is_one_minus_the_image():
+    inverted = SpectrumConvNeXt(SpectrumConvNeXtConfig.from_preset("tiny")).eval()
+    plain = SpectrumConvNeXt(SpectrumConvNeXtConfig.from_preset("tiny", invert_input=False)).eval()
+    plain.load_state_dict(inverted.state_dict())
+    images = torch.rand(2, 3, 32, 32)
+    assert torch.allclose(inverted(images).logits, plain(1 - images).logits)
+    assert not torch.allclose(inverted(images).logits, plain(images).logits)

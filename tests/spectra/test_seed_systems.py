@@ -412,6 +412,14 @@ def test_sniascore_trains_and_evaluates_through_the_cli(tmp_path):
     assert evaluate_main(["--config", str(config), "--model", str(tmp_path / "run"), "--output", str(tmp_path / "ev")]) == 0
     report = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert report["n"] == 6 and set(report["tpr_at_fpr"]) == {"0.6%", "1%", "2%"} and "redshift_all_ia" in report
+    assert report["redshift_all_ia_in_range"]["n"] == 1  # the config's redshift_max 0.1 covers the one test SN Ia
+    from applecider_core.dataset import open_dataset
+    from applecider_spectra.evaluate_seed import evaluate_sniascore
+
+    spectra = open_dataset(dataset).spectra()  # 4 SNe Ia; z_max at the second lowest z keeps 2 of them
+    cut = sorted(s.redshift for s in spectra if s.label == "SN Ia")[1]
+    by_range = evaluate_sniascore(SNIascoreSystem.from_dir(tmp_path / "run"), spectra, z_max=cut)
+    assert by_range["redshift_all_ia"]["n"] == 4 and by_range["redshift_all_ia_in_range"]["n"] == 2
 
 
 def test_ccsnscore_trains_every_layer_and_uses_light_curves_where_present(tmp_path):
@@ -437,3 +445,33 @@ def test_ccsnscore_trains_every_layer_and_uses_light_curves_where_present(tmp_pa
     assert evaluate_main(["--config", str(config), "--model", str(tmp_path / "run"), "--output", str(tmp_path / "ev")]) == 0
     report = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert report["layer1_S"]["n"] == 5 and report["objects_with_light_curves"] == 1 and "layer1_with_lc" in report
+
+
+def test_photometry_overlap_counts_the_spectra_of_objects_with_light_curves(tmp_path):
+    from applecider_core.dataset import open_dataset
+    from applecider_spectra.evaluate_seed import photometry_overlap
+
+    # 6 labels × 4 objects, one spectrum each at MJD 59010; only the 4 SN II objects (splits train, train, val,
+    # test) have photometry, detections from MJD 59000 on
+    overlap = photometry_overlap(open_dataset(write_seed_dataset(tmp_path / "dataset")))
+    assert overlap["per_label"]["SN II"] == {"spectra": 4, "objects": 4, "spectra_with_light_curve": 4,
+                                             "objects_with_light_curve": 4}
+    assert overlap["per_label"]["SN Ia"]["spectra_with_light_curve"] == 0 and len(overlap["per_label"]) == 6
+    assert overlap["layer1_spectra_with_light_curve"] == {"train": 2, "val": 1, "test": 1}  # SN Ia is not layer 1
+    assert overlap["latest_layer1_spectrum_mjd"] == 59010.0
+    assert overlap["layer1_objects_with_light_curve"] == 4 and overlap["earliest_layer1_light_curve_detection_mjd"] == 59000.0
+
+
+def test_redshift_regressor_has_its_own_epochs_and_patience():
+    from applecider_core.config import ConfigError
+    from applecider_core.training import TrainingConfig
+    from applecider_spectra.train_seed import SeedRunConfig, redshift_train_config
+
+    base = TrainingConfig(output_dir="runs/snia", epochs=325, patience=None)
+    inherited = redshift_train_config(SeedRunConfig(train=base))
+    assert (inherited.output_dir, inherited.epochs, inherited.patience, inherited.monitor) == (
+        "runs/snia/redshift_run", 325, None, "rmse")
+    own = redshift_train_config(SeedRunConfig(train=base, sniascore=SNIascoreRun(redshift_epochs=525, redshift_patience=40)))
+    assert (own.epochs, own.patience, own.monitor_mode) == (525, 40, "min")
+    with pytest.raises(ConfigError, match="redshift_patience must be >= 1"):
+        SeedRunConfig(sniascore=SNIascoreRun(redshift_patience=0))

@@ -36,8 +36,10 @@ def tpr_table(scores: np.ndarray, labels: np.ndarray, points: Sequence[float] = 
 
 
 def evaluate_sniascore(system: SNIascoreSystem, spectra: Sequence[Spectrum],
-                       results: Sequence[dict[str, Any] | str] | None = None) -> dict[str, Any]:
-    """Metrics of ``system`` on ``spectra``; ``results`` are its predictions when already made."""
+                       results: Sequence[dict[str, Any] | str] | None = None, z_max: float | None = None) -> dict[str, Any]:
+    """Metrics of ``system`` on ``spectra``; ``results`` are its predictions when already made. With ``z_max``
+    the redshift metrics are repeated on the SNe Ia with a true z ≤ ``z_max`` (``…_in_range``: the range the
+    regressor's augmentation covers; beyond it no training spectrum exists)."""
     results = system.predict(spectra) if results is None else results
     usable = [i for i, r in enumerate(results) if isinstance(r, dict)]
     labels = np.array([spectra[i].label == IA_CLASS for i in usable])
@@ -51,14 +53,17 @@ def evaluate_sniascore(system: SNIascoreSystem, spectra: Sequence[Spectrum],
     if system.regressor is not None:
         z_true = np.array([spectra[i].redshift for i in usable])
         ia = labels & np.isfinite(z_true)
-        all_ia = [spectra[i] for i, keep in zip(usable, ia) if keep]
-        z_all, _ = system.regressor.predict_scores(_inputs(system, all_ia)) if all_ia else (np.zeros(0), None)
-        if len(all_ia):
-            report["redshift_all_ia"] = redshift_metrics(np.asarray(z_all), z_true[ia])
-        pred = np.array([results[i]["redshift"] if results[i]["redshift"] is not None else np.nan for i in usable])
-        chosen = ia & confident & np.isfinite(pred)
-        if chosen.any():
-            report["redshift_confident_ia"] = redshift_metrics(pred[chosen], z_true[chosen])
+        z_all = np.full(len(usable), np.nan)  # the regressor on every SN Ia, confident or not
+        if ia.any():
+            z_all[ia] = np.asarray(system.regressor.predict_scores(
+                _inputs(system, [spectra[i] for i, keep in zip(usable, ia) if keep]))[0])
+        z_reported = np.array([np.nan if results[i]["redshift"] is None else results[i]["redshift"] for i in usable])
+        ranges = {"": np.ones_like(ia)} | ({} if z_max is None else {"_in_range": z_true <= z_max})
+        for suffix, keep in ranges.items():
+            for name, z_pred, chosen in (("all_ia", z_all, ia & keep),
+                                         ("confident_ia", z_reported, ia & keep & confident & np.isfinite(z_reported))):
+                if chosen.any():
+                    report[f"redshift_{name}{suffix}"] = redshift_metrics(z_pred[chosen], z_true[chosen])
     return report
 
 
@@ -126,6 +131,38 @@ def evaluate_ccsnscore(system: CCSNscoreSystem, spectra: Sequence[Spectrum],
     return report
 
 
+def photometry_overlap(dataset: SharedDataset) -> dict[str, Any]:
+    """Which spectra could use CCSNscore's light-curve inputs: per spectrum label the spectra and objects, and
+    how many of them belong to an object with photometry in ``dataset``; for the layer-1 (II vs Ibc) spectra
+    those counts per split and the latest layer-1 spectrum's MJD; the objects with a layer-1 label and photometry
+    (with or without a spectrum) and their earliest detection's MJD."""
+    spectra = dataset.spectra()
+    with_lc, objects = set(dataset.light_curve_ids()), dataset.objects
+    split_of = dict(zip(objects["object_id"], objects["split"]))
+    per_label: dict[str, dict[str, int]] = {}
+    for s in spectra:
+        row = per_label.setdefault(s.label or "unlabelled", {"spectra": 0, "objects": set(), "spectra_with_light_curve": 0,
+                                                             "objects_with_light_curve": set()})
+        row["spectra"] += 1
+        row["objects"].add(s.object_id)
+        if s.object_id in with_lc:
+            row["spectra_with_light_curve"] += 1
+            row["objects_with_light_curve"].add(s.object_id)
+    layer1 = [s for s in spectra if _layer_target(s.label, "1") is not None]
+    layer1_lc = sorted(oid for oid, label in zip(objects["object_id"], objects["label"])
+                       if oid in with_lc and isinstance(label, str) and _layer_target(label, "1") is not None)
+    first_detections = [lc.mjd[lc.is_detection].min() for lc in map(dataset.light_curve, layer1_lc)
+                        if lc.is_detection.any()]
+    return {
+        "per_label": {k: {n: v if isinstance(v, int) else len(v) for n, v in row.items()} for k, row in sorted(per_label.items())},
+        "layer1_spectra_with_light_curve": {split: sum(s.object_id in with_lc and split_of[s.object_id] == split
+                                                       for s in layer1) for split in ("train", "val", "test")},
+        "latest_layer1_spectrum_mjd": max((s.mjd for s in layer1 if s.mjd == s.mjd), default=float("nan")),
+        "layer1_objects_with_light_curve": len(layer1_lc),
+        "earliest_layer1_light_curve_detection_mjd": float(min(first_detections, default=float("nan"))),
+    }  # fmt: skip
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cider evaluate spectra", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True, help="the SNIascore / CCSNscore run config used for training")
@@ -139,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     dataset = open_dataset(config.data.path)
     spectra = dataset.spectra(args.split)
     if config.model.arch == "sniascore":
-        report = evaluate_sniascore(SNIascoreSystem.from_dir(args.model), spectra)
+        report = evaluate_sniascore(SNIascoreSystem.from_dir(args.model), spectra, z_max=config.sniascore.redshift_max)
     else:
         report = evaluate_ccsnscore(CCSNscoreSystem.from_dir(args.model), spectra, dataset)
     out = Path(args.output or Path(args.model) / f"eval_{args.split}")
@@ -150,4 +187,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["evaluate_ccsnscore", "evaluate_sniascore", "layer1_report", "main", "tpr_table"]
+__all__ = ["evaluate_ccsnscore", "evaluate_sniascore", "layer1_report", "main", "photometry_overlap", "tpr_table"]

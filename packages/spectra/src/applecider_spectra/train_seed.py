@@ -62,6 +62,7 @@ class SNIascoreRun:
     redshift_max: float = 0.13
     redshift_per_bin: int = 100  # "roughly 100 spectra in each redshift bin"
     redshift_epochs: int | None = None  # default: train.epochs
+    redshift_patience: int | None = None  # epochs without a lower validation RMSE before stopping; None: train.patience
 
 
 @dataclass
@@ -85,6 +86,8 @@ class SeedRunConfig:
         self.ccsnscore.cases = tuple(self.ccsnscore.cases)
         if bad := sorted(set(self.ccsnscore.cases) - {"S", "SLD"}):
             raise ConfigError(f"ccsnscore.cases must be among ['S', 'SLD'], got {bad}")
+        if self.sniascore.redshift_patience is not None and self.sniascore.redshift_patience < 1:
+            raise ConfigError(f"sniascore.redshift_patience must be >= 1 or null, got {self.sniascore.redshift_patience}")
         if self.ccsnscore.balanced_rounds < 0:
             raise ConfigError(f"ccsnscore.balanced_rounds must be >= 0, got {self.ccsnscore.balanced_rounds}")
 
@@ -195,6 +198,16 @@ def _with_redshift(spectra: Sequence[Spectrum]) -> list[Spectrum]:
     return [s for s in spectra if s.label == IA_CLASS and np.isfinite(s.redshift) and s.redshift >= 0]
 
 
+def redshift_train_config(config: SeedRunConfig) -> TrainingConfig:
+    """The regressor's loop settings: ``train`` with its own folder, epochs and patience, monitoring the
+    validation RMSE."""
+    run = config.sniascore
+    return dataclasses.replace(
+        config.train, output_dir=str(Path(config.train.output_dir) / "redshift_run"), monitor="rmse", monitor_mode="min",
+        epochs=run.redshift_epochs or config.train.epochs,
+        patience=config.train.patience if run.redshift_patience is None else run.redshift_patience)
+
+
 def train_sniascore_redshift(config: SeedRunConfig, model_config: SNIascoreConfig, train_spectra: Sequence[Spectrum],
                              val_spectra: Sequence[Spectrum]) -> dict[str, Any]:
     root = Path(config.train.output_dir)
@@ -203,14 +216,12 @@ def train_sniascore_redshift(config: SeedRunConfig, model_config: SNIascoreConfi
     val = _with_redshift(val_spectra)
     x_val, kept, _ = spectra_inputs(val, lambda s: sniascore_input(s, model_config.grid))
     z_val = np.array([val[i].redshift for i in kept], np.float32)
-    epochs = config.sniascore.redshift_epochs or config.train.epochs
-    train_config = dataclasses.replace(config.train, output_dir=str(root / "redshift_run"), monitor="rmse",
-                                       monitor_mode="min", epochs=epochs)
     seed_everything(config.train.seed)
     model = SNIascore(dataclasses.replace(model_config, task="redshift"))
     preprocessor = {"grid": model_config.grid.to_dict(), "task": "redshift", "model_type": "sniascore"}
     result = train(model, ArrayDataset(flux=x_train, labels=z_train), ArrayDataset(flux=x_val, labels=z_val),
-                   train_config, compute_metrics=redshift_compute_metrics, preprocessor=preprocessor, run_config=config)
+                   redshift_train_config(config), compute_metrics=redshift_compute_metrics, preprocessor=preprocessor,
+                   run_config=config)
     SNIascore.from_pretrained(result.model_dir).save_pretrained(root / "redshift")
     return {"augmented_train_spectra": len(z_train), "val_spectra": len(z_val), **result.best_metrics}
 
@@ -328,7 +339,7 @@ def run(config: SeedRunConfig) -> dict[str, Any]:
 
 
 __all__ = ["SEED_ARCHS", "ArrayDataset", "SeedRunConfig", "balanced_rounds", "binary_metrics", "ccsn_arrays",
-           "redshift_augmented", "run", "sniascore_arrays", "train_ccsnscore", "train_sniascore"]  # fmt: skip
+           "redshift_augmented", "redshift_train_config", "run", "sniascore_arrays", "train_ccsnscore", "train_sniascore"]  # fmt: skip
 
 
 def config_arch(path: str | Path, overrides: dict[str, Any] | None = None) -> str | None:
