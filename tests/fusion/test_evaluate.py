@@ -74,3 +74,34 @@ def test_unusable_evaluation_config_is_a_clear_error(tmp_path, capsys):
             evaluate_main(["--config", str(config)])
         assert exit_info.value.code == 2
         assert capsys.readouterr().err.startswith("cider evaluate: error:")
+
+
+def test_conformal_scores_are_cross_fitted_so_no_object_calibrates_its_own_probabilities():
+    import dataclasses
+    from functools import partial
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from applecider_fusion import ProbabilityFusion
+    from applecider_fusion.evaluate import _cross_fitted, _fit_calibration
+
+    rng = np.random.default_rng(0)
+    objects = np.repeat(np.array([f"o{i}" for i in range(40)], dtype=object), 3)  # 3 cases (horizons) per object
+    labels = np.repeat(rng.integers(0, 2, 40), 3)
+    logits = {"photometry": rng.normal(size=(120, 2)) + 2.0 * np.eye(2)[labels]}
+    fusion = ProbabilityFusion({"photometry": ("SN Ia", "SN II")})
+    calibrate = partial(_fit_calibration, labels=labels, logits=logits, objects=objects, fit_bias=True)
+    fused = _cross_fitted(SimpleNamespace(fusion=fusion), calibrate, logits, objects)
+    assert fusion.temperatures == {} and fusion.biases == {}  # the deployed fusion is left alone
+    names = np.unique(objects.astype(str))
+    side = dict(zip(names, np.random.default_rng(0).permutation(len(names)) % 2))
+    halves = np.array([side[o] for o in objects])
+    assert {tuple(set(halves[objects == o])) for o in names} <= {(0,), (1,)}  # an object's cases stay together
+    for k in (0, 1):  # each half fused with the calibration fitted on the other half only
+        other = dataclasses.replace(fusion)
+        calibrate(other, halves != k)
+        np.testing.assert_allclose(fused[halves == k], other.fuse({"photometry": logits["photometry"][halves == k]}))
+    own = dataclasses.replace(fusion)
+    calibrate(own, np.ones(120, bool))
+    assert not np.allclose(fused, own.fuse(logits))  # not the probabilities of the calibration fitted on everything

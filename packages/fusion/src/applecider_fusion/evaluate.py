@@ -21,6 +21,7 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
@@ -225,6 +226,36 @@ def validation_objects(fusion, labels: np.ndarray, logits: dict[str, np.ndarray]
     return counts
 
 
+def _fit_calibration(fusion, rows: np.ndarray, labels: np.ndarray, logits: dict[str, np.ndarray],
+                     objects: np.ndarray, fit_bias: bool) -> dict[str, dict]:
+    """Temperatures and biases of ``fusion``'s members fitted on the cases ``rows``; each object weighs one (its
+    cuts and alerts are not independent)."""
+    have = {m: p & rows for m, p in _present(logits).items()}
+    return fusion.fit_calibration({m: (v[have[m]], labels[have[m]], _object_weights(objects[have[m]]))
+                                   for m, v in logits.items() if have[m].sum() >= 5}, fit_bias)
+
+
+def _cross_fitted(classifier: Classifier, calibrate, logits: dict[str, np.ndarray], objects: np.ndarray,
+                  seed: int = 0) -> np.ndarray:
+    """Fused validation probabilities whose calibration never saw their object: the validation objects are
+    dealt into two halves, and each half is fused with the temperatures and biases fitted on the other.
+
+    The conformal thresholds are quantiles of these probabilities: fused with the calibration fitted on the
+    same objects, validation would look better calibrated than any new object (the test split covered 1.5–4
+    points below the target with 0.904–0.911 on validation in three releases)."""
+    names = np.unique(objects.astype(str))
+    half = dict(zip(names, np.random.default_rng(seed).permutation(len(names)) % 2))
+    side = np.array([half[o] for o in objects.astype(str)])
+    fused = np.full((len(objects), len(classifier.fusion.classes)), np.nan)
+    for k in (0, 1):
+        fusion = dataclasses.replace(classifier.fusion)
+        calibrate(fusion, side != k)
+        rows = side == k
+        fused[rows] = fusion.fuse({m: np.nan_to_num(v[rows]) for m, v in logits.items()},
+                                  {m: p[rows] for m, p in _present(logits).items()})
+    return fused
+
+
 def _fit_on_validation(config: FusionEvaluationConfig, classifier: Classifier, ds: SharedDataset,
                        val: SplitCases) -> tuple[dict[str, dict], object]:
     """Which classes each model is validated on, calibration (temperatures, biases), then trust settings, from the
@@ -238,11 +269,11 @@ def _fit_on_validation(config: FusionEvaluationConfig, classifier: Classifier, d
         m: [c for c, n in by_class.items() if n < config.min_validation_objects] for m, by_class in counts.items()})
     calibration = {"validation_objects": counts, "min_validation_objects": config.min_validation_objects,
                    "unvalidated": {m: list(c) for m, c in classifier.fusion.unvalidated.items() if c}}
-    if config.fit_temperatures:  # per modality, each object weighs one (its cuts and alerts are not independent)
-        calibration["fitted"] = classifier.fusion.fit_calibration(
-            {m: (v[have[m]], labels[have[m]], _object_weights(objects[have[m]]))
-             for m, v in logits.items() if have[m].sum() >= 5}, config.fit_biases)
     fused = _fused(classifier, logits)
+    if config.fit_temperatures:
+        calibrate = partial(_fit_calibration, labels=labels, logits=logits, objects=objects, fit_bias=config.fit_biases)
+        fused = _cross_fitted(classifier, calibrate, logits, objects)
+        calibration["fitted"] = calibrate(classifier.fusion, np.ones(len(labels), bool))  # the deployed settings
     ok = ~np.isnan(fused).any(axis=1)
     energies = {m: energy_score(v[have[m]], classifier.fusion.temperatures.get(m, 1.0))
                 for m, v in logits.items() if have[m].any()}
