@@ -115,8 +115,9 @@ class Classifier:
         (torch threads are the process's, see ``cider classify --threads``).
 
         Fusion settings: each model's own temperature (its preprocessor.json), replaced by the per-modality
-        weights, temperatures and per-class biases of ``models_dir/fusion.json`` when present (written by ``cider evaluate``),
-        then by ``weights`` given here; its ``unvalidated`` classes are those a model does not speak for at fusion. Trust settings: ``models_dir/trust.json`` when present.
+        weights, temperatures and per-class biases of ``models_dir/fusion.json`` when present (written by
+        ``cider evaluate``), then by ``weights`` given here; fusion.json's ``unvalidated`` classes are those a
+        model does not speak for at fusion. Trust settings: ``models_dir/trust.json`` when present.
         """
         models_dir = Path(models_dir)
         if str(device) != "cpu":  # an unusable device fails before any model is read (cpu needs no torch)
