@@ -14,7 +14,7 @@ import pytest
 from applecider_core.pretrained import PretrainedError
 from applecider_core.records import Spectrum
 from applecider_core.taxonomy import FUSION_CLASSES
-from applecider_data import PacketError, synthetic
+from applecider_data import PacketError, iter_packets, synthetic
 from applecider_fusion import Classifier, FusionError
 from applecider_fusion.classify import main as classify_main
 from applecider_spectra import SpectraNet, SpectraNetConfig
@@ -24,7 +24,7 @@ def _check_record(record: dict) -> None:
     if record["top_class"] is None:
         assert record["errors"], record
         return
-    assert record["modalities"] and set(record["probabilities"]) == set(record["modalities"])
+    assert record["modalities"] and set(record["modalities"]) <= set(record["probabilities"])  # fused ⊆ ran
     fused = np.array(list(record["fused"].values()))
     assert list(record["fused"]) == list(FUSION_CLASSES)
     assert abs(fused.sum() - 1) < 1e-4 and record["top_class"] == max(record["fused"], key=record["fused"].get)
@@ -191,6 +191,23 @@ def test_fusion_settings_file_and_weights_option(models_dir, tmp_path):
         expected = sum((record["probabilities"]["photometry"][m] + 0.25 * record["probabilities"]["images"][m])
                        for m in members) / 1.25
         assert record["fused"][name] == pytest.approx(expected, abs=1e-5)
+
+
+def test_a_model_unvalidated_on_every_class_runs_but_does_not_enter_the_fusion(models_dir, tmp_path, capsys):
+    tuned = tmp_path / "tuned"
+    shutil.copytree(models_dir, tuned)
+    (tuned / "fusion.json").write_text(json.dumps({"unvalidated": {"images": list(FUSION_CLASSES)}}))
+    alerts = tmp_path / "alerts"
+    synthetic.write_alert_files(alerts, 3, seed=5)
+    out = tmp_path / "records.jsonl"
+    assert classify_main([str(alerts), "--models", str(tuned), "--out", str(out), "--no-progress"]) == 0
+    assert "images 0/3 (not fused: validated on no class" in capsys.readouterr().err
+    photometry_only = Classifier.from_dir(models_dir, modalities=("photometry",))
+    alone = {r["candid"]: r for r in photometry_only.classify(list(iter_packets([alerts])))}
+    for record in map(json.loads, out.read_text().splitlines()):
+        _check_record(record)
+        assert record["modalities"] == ["photometry"] and "images" in record["probabilities"]
+        assert record["fused"] == pytest.approx(alone[record["candid"]]["fused"], abs=1e-6)
 
 
 def test_new_spectra_of_an_object_are_classified_not_served_from_the_cache(models_dir, tmp_path):

@@ -283,9 +283,10 @@ class Classifier:
 
     def _record(self, alert: Alert, i: int, logits: Mapping[str, np.ndarray], present: Mapping[str, np.ndarray],
                 fused: np.ndarray, errors: list[str], notes: list[str], skipped: dict[str, str]) -> dict:
-        used = [m for m in logits if present[m][i]]
-        per_modality = {}  # each member as it enters the fusion: calibrated with its temperature and bias
-        for m in used:
+        ran = [m for m in logits if present[m][i]]
+        used = [m for m in ran if self.fusion.covered(m)]  # a model validated on no class does not enter the fusion
+        per_modality = {}  # each model's calibrated probabilities (with its temperature and bias)
+        for m in ran:
             probs = self.fusion.member_probabilities(m, logits[m][i : i + 1])[0]
             per_modality[m] = _probabilities_dict(self.runners[m].class_names, probs)
         record = _error_record(alert.object_id, alert.candid, errors)
@@ -295,7 +296,7 @@ class Classifier:
             record["fused"] = _probabilities_dict(self.fusion.classes, fused[i])
             best = int(np.argmax(fused[i]))
             record.update(top_class=self.fusion.classes[best], score=round(float(fused[i, best]), 6))
-            record.update(self._trust_fields(alert, {m: logits[m][i] for m in used}, fused[i], notes))
+            record.update(self._trust_fields(alert, {m: logits[m][i] for m in ran}, fused[i], notes))
         return record
 
     def _trust_fields(self, alert: Alert, logits: Mapping[str, np.ndarray], fused: np.ndarray,

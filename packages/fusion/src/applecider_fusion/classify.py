@@ -134,12 +134,14 @@ def run(paths: Iterable[str], classifier: Classifier, sinks: Sequence[Callable[[
 
 
 def modality_summary(classifier: Classifier, used: Counter, written: int, spectra: dict) -> str:
-    """What actually ran: ``photometry 24/24, images 24/24, spectra 3/24 (spectra given for 3 objects)``."""
+    """What entered the fusion: ``photometry 24/24, images 24/24, spectra 3/24 (spectra given for 3 objects)``."""
     parts = []
     for modality in classifier.runners:
         note = ""
         if modality == "spectra":
             note = f" (spectra given for {len(spectra)} objects)" if spectra else " (no --spectra given)"
+        if not classifier.fusion.covered(modality):
+            note = " (not fused: validated on no class, fusion.json unvalidated)"
         parts.append(f"{modality} {used[modality]}/{written}{note}")
     return "alerts classified with: " + ", ".join(parts)
 
