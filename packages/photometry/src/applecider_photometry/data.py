@@ -59,7 +59,7 @@ class EventDataset(Dataset):
             except NoDetectionsError:
                 dropped += 1
                 continue
-            if not curve.augment and alert_window_days is None:
+            if not self._random(curve):
                 self._cache[len(self.curves)] = item
             self.curves.append(curve)
         if dropped:
@@ -69,10 +69,14 @@ class EventDataset(Dataset):
     def __len__(self) -> int:
         return len(self.curves)
 
+    def _random(self, curve: LabelledCurve) -> bool:
+        """Whether ``curve``'s item is drawn anew at every access (an alert-history view or an augmented copy)."""
+        return self.alert_window_days is not None or (curve.augment and self.augment is not None)
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         item = self.curves[index]
-        if index in self._cache:
-            return self._cache[index]
+        if not self._random(item):
+            return self._cache[index]  # every other item was built (and cached) in __init__
         # Random views are seeded from torch's global RNG, which the training loop reseeds every epoch.
         rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,)).item()))
         light_curve = item.light_curve
@@ -80,10 +84,7 @@ class EventDataset(Dataset):
             light_curve = alert_history_view(light_curve, self.feature_config.horizon_days, rng, self.alert_window_days)
         if item.augment and self.augment is not None:
             light_curve = augment_light_curve(light_curve, self.augment, rng)
-        made = self._make(light_curve, item.label)
-        if not (self.alert_window_days is not None or (item.augment and self.augment is not None)):
-            self._cache[index] = made
-        return made
+        return self._make(light_curve, item.label)
 
     def _make(self, lc: LightCurve, label: int) -> dict[str, Any]:
         seq = build_events(lc, self.feature_config)
