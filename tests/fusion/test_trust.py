@@ -19,6 +19,7 @@ from applecider_fusion.trust import (
     TRUST_SETTINGS_NAME,
     TrustFitConfig,
     TrustSettings,
+    conformal_sets,
     conformal_threshold,
     energy_score,
     fit_abstain_threshold,
@@ -62,6 +63,21 @@ def test_class_conditional_coverage_holds_on_exchangeable_data(seed, coverage):
     assert coverage - noise <= report["coverage"] <= coverage + 0.03 + noise
 
 
+@settings(max_examples=50, deadline=None)
+@given(st.integers(0, 10_000))
+def test_conformal_sets_are_the_thresholded_sets_with_empty_ones_given_their_top_class(seed):
+    rng = np.random.default_rng(seed)
+    probs = rng.dirichlet(np.ones(5), size=40)
+    thresholds = rng.uniform(0.1, 0.9, size=(40, 5))
+    in_set, filled = conformal_sets(probs, thresholds)
+    assert np.array_equal(filled, ~(probs >= thresholds).any(axis=1))
+    assert np.array_equal(in_set[~filled], (probs >= thresholds)[~filled])  # non-empty sets untouched
+    assert np.array_equal(in_set[filled], np.eye(5, dtype=bool)[probs[filled].argmax(axis=1)])
+    report = trust_report(_settings(group_thresholds={"all": dict(zip(FUSION_CLASSES, thresholds[0]))}),
+                          probs, rng.integers(0, 5, 40))
+    assert report["filled_sets"] == conformal_sets(probs, np.tile(thresholds[0], (40, 1)))[1].mean()
+
+
 def test_a_class_too_small_to_calibrate_takes_the_pooled_threshold():
     rng = np.random.default_rng(0)
     probs, labels = _calibrated(rng, 500)
@@ -103,6 +119,9 @@ def test_assess_gives_sets_abstention_and_every_ood_reason():
                              "inputs used, coverage not guaranteed"]
     other = trust.assess(np.array([0.25, 0.2, 0.2, 0.1, 0.25]), {}, {})  # set {TDE} is not the top class
     assert other["abstain"]
+    empty = trust.assess(np.array([0.28, 0.27, 0.2, 0.1, 0.15]), {"photometry": np.array([8.0, 0.0])}, {})
+    assert empty["prediction_set"] == ["SN I"] and empty["abstain"]  # no class reached its threshold
+    assert empty["notes"] == ["prediction_set: no class reached its threshold; the top class SN I is given"]
     strange = trust.assess(np.array([0.9, 0.05, 0.0, 0.0, 0.05]), {"photometry": np.array([0.1, 0.0])}, {},
                            detections=1, metadata={"magpsf": 22.5, "sgscore1": 0.5})
     assert strange["ood"] and not strange["abstain"]

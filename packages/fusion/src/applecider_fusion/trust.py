@@ -14,10 +14,12 @@ Fitted on the validation split by ``cider evaluate`` and stored next to the mode
   pattern alone (``photometry+images``), then all items (``all``). In a group, a class with too few
   validation items takes its threshold from the next coarser group; a group where no class has enough items
   is not stored, and its items use the next coarser one. ``assess`` says in a note when an item's modality
-  pattern had no calibration of its own (its coverage is then not guaranteed).
-- **abstain**: the set is not exactly the top class (several classes, none, or one other than the argmax),
-  or the fused score (top probability) is below ``abstain_below``: the lowest score threshold at which the
-  validation items kept reach ``abstain_accuracy``.
+  pattern had no calibration of its own (its coverage is then not guaranteed). Class-conditional thresholds
+  can leave an item with no class at all; such a set gets the top class instead (Sadinle, Lei & Wasserman
+  2019, §4.3: filling the null region only adds classes, so every guarantee above still holds), with a note.
+- **abstain**: the set is not exactly the top class reached on its own threshold (several classes, one
+  other than the argmax, or a filled empty set), or the fused score (top probability) is below
+  ``abstain_below``: the lowest score threshold at which the validation items kept reach ``abstain_accuracy``.
 - **ood** / **ood_reasons**: the input lies outside what the models saw: fewer detections than any training
   light curve, a metadata value outside its training range, or a modality's energy score
   (−T·logsumexp(z/T), Liu et al. 2020) above its validation ``energy_percentile``.
@@ -75,6 +77,15 @@ def conformal_threshold(true_class_probs: np.ndarray, coverage: float) -> float 
     if rank > n:
         return None
     return float(np.sort(true_class_probs)[::-1][rank - 1])
+
+
+def conformal_sets(probs: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N, T) set membership p ≥ t of (N, T) probabilities and thresholds, with an empty set given its top
+    class, and (N,) which sets were filled that way."""
+    in_set = probs >= thresholds
+    filled = ~in_set.any(axis=1)
+    in_set[filled, probs[filled].argmax(axis=1)] = True
+    return in_set, filled
 
 
 def fit_class_thresholds(probs: np.ndarray, labels: np.ndarray, classes: Sequence[str], coverage: float,
@@ -149,10 +160,12 @@ class TrustSettings:
                 return key
         return ALL
 
-    def prediction_set(self, fused: np.ndarray, group: str = "all") -> list[str]:
-        """Fusion classes in the conformal set of one (T,) fused distribution, with the thresholds of ``group``."""
-        thresholds = self.group_thresholds[group]
-        return [c for c, p in zip(self.classes, fused) if p >= thresholds[c]]
+    def prediction_set(self, fused: np.ndarray, group: str = "all") -> tuple[list[str], bool]:
+        """Fusion classes in the conformal set of one (T,) fused distribution, with the thresholds of ``group``,
+        and whether the set was empty and got the top class."""
+        thresholds = np.array([[self.group_thresholds[group][c] for c in self.classes]])
+        in_set, filled = conformal_sets(np.asarray(fused, dtype=np.float64)[None], thresholds)
+        return [c for c, member in zip(self.classes, in_set[0]) if member], bool(filled[0])
 
     def ood_reasons(self, logits: Mapping[str, np.ndarray], temperatures: Mapping[str, float],
                     detections: int | None = None, metadata: Mapping[str, float] | None = None,
@@ -181,14 +194,17 @@ class TrustSettings:
         """The record fields prediction_set, abstain, ood and ood_reasons for one item (the modalities are the
         keys of ``logits``), and ``notes`` about them."""
         group = self.group(list(logits), age_days)
-        members = self.prediction_set(fused, group)
+        members, filled = self.prediction_set(fused, group)
         reasons = self.ood_reasons(logits, temperatures, detections, metadata, input_reasons)
         top = self.classes[int(np.argmax(fused))]
         notes = []
         if group == ALL and pattern_of(list(logits)) not in self.group_thresholds:
             notes.append(f"prediction_set: no validation calibration for {pattern_of(list(logits))} inputs; "
                          "thresholds of all inputs used, coverage not guaranteed")
-        return {"prediction_set": members, "abstain": bool(members != [top] or fused.max() < self.abstain_below),
+        if filled:
+            notes.append(f"prediction_set: no class reached its threshold; the top class {top} is given")
+        abstain = filled or members != [top] or fused.max() < self.abstain_below
+        return {"prediction_set": members, "abstain": bool(abstain),
                 "ood": bool(reasons), "ood_reasons": reasons, "notes": notes}
 
     # ---- storage -------------------------------------------------------------------------------------
@@ -263,10 +279,10 @@ def trust_report(settings: TrustSettings, probs: np.ndarray, labels: np.ndarray,
     ages = np.full(len(labels), np.nan) if ages is None else ages
     groups = [settings.group(p.split("+") if p else [], a) for p, a in zip(patterns, ages)]
     thresholds = np.array([[settings.group_thresholds[g][c] for c in settings.classes] for g in groups])
-    in_set = probs >= thresholds.reshape(-1, len(settings.classes))  # (N, T)
+    in_set, filled = conformal_sets(probs, thresholds.reshape(-1, len(settings.classes)))  # (N, T), (N,)
     covered = in_set[np.arange(len(labels)), labels]
     sizes = in_set.sum(axis=1)
-    top_only = (sizes == 1) & in_set[np.arange(len(labels)), probs.argmax(axis=1)]
+    top_only = (sizes == 1) & in_set[np.arange(len(labels)), probs.argmax(axis=1)] & ~filled
     abstain = ~top_only | (probs.max(axis=1) < settings.abstain_below)
     kept = ~abstain
     correct = probs.argmax(axis=1) == labels
@@ -275,7 +291,7 @@ def trust_report(settings: TrustSettings, probs: np.ndarray, labels: np.ndarray,
         "per_class_coverage": {c: {"n": int((labels == i).sum()),
                                    "coverage": float(covered[labels == i].mean()) if (labels == i).any() else None}
                                for i, c in enumerate(settings.classes)},
-        "mean_set_size": float(sizes.mean()), "empty_sets": float((sizes == 0).mean()),
+        "mean_set_size": float(sizes.mean()), "filled_sets": float(filled.mean()),
         "abstain_share": float(abstain.mean()),
         "accuracy_kept": float(correct[kept].mean()) if kept.any() else None,
         "accuracy_all": float(correct.mean()),
