@@ -100,6 +100,32 @@ def test_pretrained_encoder_transfers_to_classifier(tmp_path):
         PhotometryClassifier(PhotometryConfig.from_preset("tiny", d_model=32, n_heads=2)).load_encoder(loaded.state_dict())
 
 
+def test_two_band_curves_pretrain_and_transfer_to_a_two_band_classifier():
+    """The alert-like curves have ZTF g/r only: 6 event channels, a 2-way band head, band targets from 4:6."""
+    torch.manual_seed(0)
+    two_bands = {"bands": ("ztfg", "ztfr"), "n_features": 6}
+    config = MaskedEventConfig.from_preset("tiny", lambda_flux=0.0, lambda_band=1.0, lambda_dt=0.0)
+    config.encoder = PhotometryConfig.from_preset("tiny", **two_bands)
+    model = MaskedEventModel(config).eval()
+    batch = batch_of([8, 5])
+    batch["events"] = torch.cat([batch["events"][..., :4], torch.zeros_like(batch["events"][..., :2])], -1)
+    batch["events"][0, np.arange(8), 4 + np.arange(8) % 2] = 1.0  # g, r, g, r, …
+    batch["events"][1, :5, 5] = 1.0  # all r
+    masked = torch.zeros_like(batch["mask"])
+    masked[0, [1, 2]] = True
+    masked[1, 0] = True
+    torch.nn.init.zeros_(model.band_head.weight)
+    with torch.no_grad():
+        model.band_head.bias.copy_(torch.tensor([0.0, np.log(3.0)]))  # p(r) = 3/4
+        out = model(**batch, masked=masked)
+    assert out.extras["band_logits"].shape == (2, 8, 2)
+    # masked bands r, g, r: cross-entropy −log(3/4), −log(1/4), −log(3/4), averaged over the 3 masked events
+    assert out.loss.item() == pytest.approx((2 * -np.log(0.75) - np.log(0.25)) / 3, rel=1e-5)
+    classifier = PhotometryClassifier(PhotometryConfig.from_preset("tiny", class_names=("SN I", "SN II"), **two_bands))
+    classifier.load_encoder(model.state_dict())
+    torch.testing.assert_close(classifier.encoder.state_dict(), model.encoder.state_dict())
+
+
 def test_distilling_informer_rejected_for_pretraining():
     with pytest.raises(ValueError, match="distil"):
         MaskedEventConfig.from_preset("tiny", encoder={"arch": "informer", "informer_distil": True, **PhotometryConfig.PRESETS["tiny"]})

@@ -10,6 +10,7 @@ feature statistics in preprocessor.json).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from functools import partial
@@ -17,12 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from applecider_core.config import ConfigError
 from applecider_core.dataset import open_dataset
 from applecider_core.training import TrainResult, seed_everything, train
 
 from .data import EventDataset, LabelledCurve, fit_stats, load_split
-from .features import N_FEATURES, preprocessor_dict
+from .features import preprocessor_dict
 from .modeling import collate_events
 from .pretraining import MaskedEventConfig, MaskedEventModel, reconstruction_metrics
 from .runconfig import PretrainRunConfig, parse_run_config
@@ -38,14 +38,11 @@ def run_pretraining(curves_train: Sequence[LabelledCurve], curves_val: Sequence[
                     run: PretrainRunConfig, model_config: MaskedEventConfig | None = None) -> TrainResult:
     """Fit stats on ``curves_train``, pretrain, save; returns the core TrainResult."""
     feature_config = run.data.feature_config()
-    if feature_config.n_features != N_FEATURES:  # the reconstruction heads are built for g/r/i one-hot channels
-        raise ConfigError(f"masked-event pretraining supports 3 bands; data.bands has {len(feature_config.bands)} "
-                          f"({list(feature_config.bands)})")
     stats = fit_stats(curves_train, feature_config)
     if model_config is None:
         model_config = MaskedEventConfig.from_preset(run.model.preset, **run.model.overrides)
-    if model_config.encoder.max_events != feature_config.max_events:
-        model_config.encoder.max_events = feature_config.max_events
+    model_config.encoder = dataclasses.replace(model_config.encoder, max_events=feature_config.max_events,
+                                               **run.data.model_inputs())  # survey, bands, channels of the data
     seed_everything(run.train.seed)  # the initial weights are a function of the seed
     model = MaskedEventModel(model_config)
     train_ds = EventDataset(_unlabelled(list(curves_train)), feature_config, stats)

@@ -1,13 +1,13 @@
 """Masked event modelling (paper I §3.3 "Self-Supervised Pretraining").
 
 About 30 % of the real events of each light curve are masked (band-stratified: an equal share from every
-band present, the rest uniformly). A masked event loses δt, flux, σ_logf and band (channels 1–6 are zeroed
-and a learned mask embedding is added) and its own time (:func:`hide_masked_events`: it takes the Δt of the
+band present, the rest uniformly). A masked event loses δt, flux, σ_logf and band (every channel after Δt is
+zeroed and a learned mask embedding is added) and its own time (:func:`hide_masked_events`: it takes the Δt of the
 last visible event before it, and the next event's δt is zeroed), so its gap is not readable from the
 visible neighbours. Heads on the encoder output reconstruct, at masked positions only:
 
 - flux: the normalised log10 flux (MSE),
-- band: g/r/i (cross-entropy),
+- band: one of the encoder's bands, e.g. ZTF g/r/i or the alert-like g/r (cross-entropy),
 - relative timing: the normalised log1p δt, the gap to the previous event (MSE).
 
 The loss is the weighted SUM ``λ_f L_f + λ_b L_b + λ_dt L_dt`` (the reference multiplied them), and all
@@ -30,9 +30,10 @@ from torch import nn
 from applecider_core.config import PresetConfig
 from applecider_core.pretrained import ClassifierOutput, PretrainedMixin
 
+from .features import N_CONTINUOUS
 from .modeling import EventEncoder, PhotometryConfig
 
-HIDDEN_CHANNELS = slice(1, 7)  # δt, log f, σ_logf, one-hot band
+HIDDEN_CHANNELS = slice(1, None)  # δt, log f, σ_logf, one-hot band
 
 
 @dataclass
@@ -91,7 +92,7 @@ def sample_event_mask(band_index: torch.Tensor, valid: torch.Tensor, fraction: f
 
 def hide_masked_events(events: torch.Tensor, times: torch.Tensor, masked: torch.Tensor
                        ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """Encoder inputs with the masked events hidden: (B, L, 7) events, (B, L) Δt days, (B, L) bool masked.
+    """Encoder inputs with the masked events hidden: (B, L, F) events, (B, L) Δt days, (B, L) bool masked.
 
     A masked event loses δt, flux, σ_logf and band (zeroed) and its own time: its Δt (channel 0 and the
     Time2Vec input) becomes that of the last visible event before it, so the model knows *where* in the
@@ -125,16 +126,16 @@ class MaskedEventModel(PretrainedMixin, nn.Module):
         self.encoder = EventEncoder(config.encoder)
         self.mask_embedding = nn.Parameter(torch.zeros(d_model))
         self.flux_head = nn.Linear(d_model, 1)
-        self.band_head = nn.Linear(d_model, 3)
+        self.band_head = nn.Linear(d_model, len(config.encoder.bands))
         self.dt_head = nn.Linear(d_model, 1)
 
     def forward(self, events: torch.Tensor, mask: torch.Tensor, times: torch.Tensor,
                 labels: torch.Tensor | None = None, masked: torch.Tensor | None = None) -> ClassifierOutput:
-        """(B, L, 7) normalised events, (B, L) valid, (B, L) Δt days; ``masked`` (B, L) overrides sampling."""
+        """(B, L, F) normalised events, (B, L) valid, (B, L) Δt days; ``masked`` (B, L) overrides sampling."""
         cfg = self.config
         # Targets first, from the untouched input.
         target_flux = events[..., 2].detach().clone()  # (B, L)
-        target_band = events[..., 4:7].argmax(-1)  # (B, L)
+        target_band = events[..., N_CONTINUOUS:].argmax(-1)  # (B, L)
         target_dt = events[..., 1].detach().clone()  # (B, L)
         if masked is None:
             generator = None if self.training else torch.Generator().manual_seed(cfg.eval_seed)
@@ -144,7 +145,7 @@ class MaskedEventModel(PretrainedMixin, nn.Module):
         tokens = self.encoder.embed(inputs, times_in) + masked[..., None] * self.mask_embedding
         hidden = self.encoder.encode_tokens(tokens, mask)[:, 1:]  # (B, L, d), [CLS] dropped
         pred_flux = self.flux_head(hidden).squeeze(-1)  # (B, L)
-        band_logits = self.band_head(hidden)  # (B, L, 3)
+        band_logits = self.band_head(hidden)  # (B, L, n_bands)
         pred_dt = self.dt_head(hidden).squeeze(-1)  # (B, L)
         se_flux = (pred_flux - target_flux) ** 2
         ce_band = F.cross_entropy(band_logits.transpose(1, 2), target_band, reduction="none")
