@@ -34,7 +34,6 @@ from applecider_data import AlertParseError, PacketError, merge_light_curves, pa
 
 from .fusion import MODALITIES, FusionError, ProbabilityFusion
 from .runners import (
-    HISTORY_RESTART_NOTE,
     RUNNER_TYPES,
     ModalityRunner,
     SpectralSystems,
@@ -221,6 +220,7 @@ class Classifier:
         present: dict[str, np.ndarray] = {}
         errors: list[list[str]] = [[] for _ in alerts]
         notes: list[list[str]] = [list(a.problems) for a in alerts]
+        ood_inputs: list[list[str]] = [[] for _ in alerts]  # the runners' own OOD reasons (an earlier episode)
         skipped: list[dict[str, str]] = [{} for _ in alerts]
         for modality in ("photometry", "images"):
             if modality not in self.runners or not n:
@@ -236,6 +236,7 @@ class Classifier:
                     note = runner.history_note(inputs[i]) if modality == "photometry" and not message else None
                     if note:
                         notes[i].append(note)
+                        ood_inputs[i].append(note)
                     if message and modality == "images":
                         _file_stamp_problems(message, notes[i], errors[i])
                     elif message:
@@ -262,8 +263,8 @@ class Classifier:
         fused = self.fusion.fuse({m: np.nan_to_num(v) for m, v in logits.items()}, present) if n else np.zeros((0, 0))
         self.timings.add("fusion", start)
         self.timings.alerts += count
-        records = [self._record(a, i, logits, present, fused, errors[i], notes[i], skipped[i]) | systems[i]
-                   for i, a in enumerate(alerts)]
+        records = [self._record(a, i, logits, present, fused, errors[i], notes[i], skipped[i], ood_inputs[i])
+                   | systems[i] for i, a in enumerate(alerts)]
         return records + failures
 
     def _systems_for(self, alert: Alert, object_spectra: Sequence[Spectrum] | None, errors: list[str]) -> dict:
@@ -282,7 +283,8 @@ class Classifier:
         return entries
 
     def _record(self, alert: Alert, i: int, logits: Mapping[str, np.ndarray], present: Mapping[str, np.ndarray],
-                fused: np.ndarray, errors: list[str], notes: list[str], skipped: dict[str, str]) -> dict:
+                fused: np.ndarray, errors: list[str], notes: list[str], skipped: dict[str, str],
+                ood_inputs: list[str]) -> dict:
         ran = [m for m in logits if present[m][i]]
         used = [m for m in ran if self.fusion.covered(m)]  # a model validated on no class does not enter the fusion
         per_modality = {}  # each model's calibrated probabilities (with its temperature and bias)
@@ -296,20 +298,19 @@ class Classifier:
             record["fused"] = _probabilities_dict(self.fusion.classes, fused[i])
             best = int(np.argmax(fused[i]))
             record.update(top_class=self.fusion.classes[best], score=round(float(fused[i, best]), 6))
-            record.update(self._trust_fields(alert, {m: logits[m][i] for m in ran}, fused[i], notes))
+            record.update(self._trust_fields(alert, {m: logits[m][i] for m in ran}, fused[i], notes, ood_inputs))
         return record
 
     def _trust_fields(self, alert: Alert, logits: Mapping[str, np.ndarray], fused: np.ndarray,
-                      notes: list[str]) -> dict:
+                      notes: list[str], ood_inputs: list[str]) -> dict:
         """prediction_set, abstain, ood, ood_reasons of one record: the one place trust settings are applied."""
         if self.trust is None:
             notes.append(NO_TRUST_NOTE)
             return {}
         detections = int(alert.light_curve.is_detection.sum()) if "photometry" in logits else None
         metadata = dict(zip(METADATA_FEATURES, map(float, alert.metadata))) if "images" in logits else None
-        restarted = [n for n in notes if n.startswith(HISTORY_RESTART_NOTE)] if "photometry" in logits else []
         fields = self.trust.assess(fused, logits, self.fusion.temperatures, detections, metadata, _age_days(alert),
-                                   restarted)
+                                   ood_inputs)
         notes += fields.pop("notes")
         return fields
 

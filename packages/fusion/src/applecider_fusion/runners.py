@@ -40,7 +40,6 @@ from applecider_core.records import CUTOUT_SIZE, Alert, LightCurve, Spectrum
 
 Inputs = dict[str, np.ndarray]
 Engine = Callable[[Mapping[str, np.ndarray]], np.ndarray]
-HISTORY_RESTART_NOTE = "photometry: first detection"  # how PhotometryRunner.history_note starts (an OOD reason)
 
 
 class ModalityRunner:
@@ -177,7 +176,7 @@ class PhotometryRunner(ModalityRunner):
         gap = history_restart_days(light_curve, self.feature_config)
         if gap is None:
             return None
-        return (f"{HISTORY_RESTART_NOTE} {gap:,.0f} d before this light curve's first point (more than "
+        return (f"photometry: first detection {gap:,.0f} d before this light curve's first point (more than "
                 f"{NEW_EPISODE_GAP_DAYS:g} d: an earlier episode); Δt counted from the first point")
 
     def run(self, inputs: Inputs) -> np.ndarray:
