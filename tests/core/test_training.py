@@ -65,6 +65,30 @@ def test_early_stopping_stops_after_patience(tmp_path):
     assert len(result.history) == 3
 
 
+class ThreadCountingDataset(SeparableDataset):
+    """Records torch's thread count whenever the loop reads an item (num_workers 0: in the training thread)."""
+
+    seen: set[int] = set()
+
+    def __getitem__(self, index):
+        ThreadCountingDataset.seen.add(torch.get_num_threads())
+        return super().__getitem__(index)
+
+
+def test_threads_setting_holds_while_training_and_is_restored_after(tmp_path):
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        ThreadCountingDataset.seen = set()
+        train(TinyClassifier(TinyConfig()), ThreadCountingDataset(32, 0), None, _config(tmp_path, epochs=1, threads=1))
+        assert ThreadCountingDataset.seen == {1}
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ValueError, match="threads must be at least 1"):
+        _config(tmp_path, threads=0)
+
+
 def test_pretrained_round_trip_and_strict_errors(tmp_path):
     model = TinyClassifier(TinyConfig())
     model.save_pretrained(tmp_path / "m", preprocessor={"mean": [1.0]})

@@ -67,6 +67,8 @@ class TrainingConfig:
     keep_checkpoints: int = 2
     resume: bool = True  # continue from output_dir/checkpoints/ when one exists
     num_workers: int = 0
+    threads: int | None = None  # torch CPU threads while training (None: torch's default, one per core; 1 beside
+    #                             other jobs: two threads on a shared 2-core box ran ~20x slower, docs/BENCHMARKS.md)
     log_every_steps: int = 10
     cpu: bool = False  # force CPU even if a GPU is visible
 
@@ -77,6 +79,8 @@ class TrainingConfig:
             raise ValueError(f"mixed_precision must be one of {PRECISIONS}, got {self.mixed_precision!r}")
         if self.monitor_mode not in ("max", "min"):
             raise ValueError(f"monitor_mode must be 'max' or 'min', got {self.monitor_mode!r}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be at least 1 (or null for torch's default), got {self.threads}")
 
 
 @dataclass
@@ -296,6 +300,16 @@ class Trainer:
         return cfg.patience is not None and state.bad_epochs >= cfg.patience
 
     def fit(self) -> TrainResult:
+        """Train to the end (resuming from the latest checkpoint) on ``threads`` torch threads when set."""
+        before = torch.get_num_threads()
+        if self.config.threads:
+            torch.set_num_threads(self.config.threads)
+        try:
+            return self._fit()
+        finally:
+            torch.set_num_threads(before)
+
+    def _fit(self) -> TrainResult:
         self.maybe_resume()
         cfg, state, acc = self.config, self.state, self.accelerator
         self.model.train()
