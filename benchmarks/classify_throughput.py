@@ -76,15 +76,11 @@ def measure(models: str, batch_size: int, threads: int, modalities: list[str], e
     the models are loaded, "ready" is printed and the clock starts at the next line of stdin."""
     from itertools import islice
 
-    from applecider_core.engines import TORCH_ENGINES, parse_engines
+    from applecider_core.engines import set_torch_threads
     from applecider_data import iter_packets
     from applecider_fusion import Classifier
 
-    default, overrides = parse_engines(engine)
-    if {default, *overrides.values()} & set(TORCH_ENGINES):
-        import torch
-
-        torch.set_num_threads(threads)
+    set_torch_threads(engine, threads)
     classifier = Classifier.from_dir(models, modalities=modalities, engine=engine, threads=threads)
     if barrier:
         print("ready", flush=True)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import applecider_core.engines as engines
-from applecider_core.engines import EngineError, parse_engines, read_onnx_metadata
+from applecider_core.engines import EngineError, parse_engines, read_onnx_metadata, set_torch_threads
 from applecider_data import synthetic
 from applecider_fusion import Classifier
 from applecider_fusion.classify import main as classify_main
@@ -43,6 +43,24 @@ def test_engine_choices_parse_per_modality():
                         ("images=int4", "unknown engine 'int4'"), ("", "empty engine choice")):
         with pytest.raises(EngineError, match=reason):
             parse_engines(bad)
+
+
+def test_torch_threads_are_set_only_when_a_modality_runs_in_torch():
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        set_torch_threads("onnxruntime", 1)  # onnxruntime sessions take their own threads
+        assert torch.get_num_threads() == 2
+        set_torch_threads("onnxruntime,spectra=torch-bf16", 0)  # 0: torch's default left alone
+        assert torch.get_num_threads() == 2
+        set_torch_threads("onnxruntime,spectra=torch-bf16", 1)
+        assert torch.get_num_threads() == 1
+        with pytest.raises(EngineError, match="unknown engine 'fast'"):
+            set_torch_threads("fast", 1)
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_static_int8_image_model_is_written_with_its_calibration(static_dir):

@@ -81,6 +81,17 @@ def parse_engines(spec: str | Mapping[str, str]) -> tuple[str, dict[str, str]]:
     return default, overrides
 
 
+def set_torch_threads(engine: str | Mapping[str, str], threads: int | None) -> None:
+    """Give torch ``threads`` intra-op threads when the engine choice (:func:`parse_engines`) runs any modality in
+    torch; onnxruntime sessions get theirs per session, and torch is not even imported otherwise. 0 or None:
+    torch's default."""
+    default, overrides = parse_engines(engine)
+    if threads and {default, *overrides.values()} & set(TORCH_ENGINES):
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def native_bf16(device: str) -> bool:
     """Whether ``device`` computes bfloat16 natively (CPU: AVX512-BF16 or AMX; CUDA: compute capability ≥ 8)."""
     import torch
@@ -241,5 +252,5 @@ def onnx_path(directory: str | Path, engine: str) -> Path:
 __all__ = [
     "DEFAULT_THREADS", "ENGINES", "ONNX_FILES", "ONNX_INT8_NAME", "ONNX_INT8_STATIC_NAME", "ONNX_NAME", "OPSET",
     "TORCH_ENGINES", "EngineError", "GraphSpec", "OnnxEngine", "TorchEngine", "check_engine", "export_graph",
-    "native_bf16", "onnx_path", "onnx_providers", "parse_engines", "read_onnx_metadata",
+    "native_bf16", "onnx_path", "onnx_providers", "parse_engines", "read_onnx_metadata", "set_torch_threads",
 ]  # fmt: skip

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from applecider_core.engines import DEFAULT_THREADS, ENGINES, TORCH_ENGINES, EngineError, parse_engines
+from applecider_core.engines import DEFAULT_THREADS, ENGINES, EngineError, set_torch_threads
 from applecider_core.pretrained import PretrainedError
 from applecider_data import WireSchemas, iter_packets
 
@@ -180,13 +180,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threads < 0:
         parser.error("--threads must be >= 0")
     try:
-        default, overrides = parse_engines("torch" if args.engine == "ray" else args.engine)
+        set_torch_threads("torch" if args.engine == "ray" else args.engine, args.threads)
     except EngineError as error:
         parser.error(str(error))
-    if args.threads and {default, *overrides.values()} & set(TORCH_ENGINES):  # onnxruntime sessions get theirs
-        import torch
-
-        torch.set_num_threads(args.threads)
     fmt = args.format or ("csv" if args.out and args.out.endswith(".csv") else "jsonl")
     try:
         weights = {k: float(v) for k, v in (item.split("=", 1) for item in args.weight)}

@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from applecider_core.config import ConfigError, from_dict, to_dict
-from applecider_core.engines import TORCH_ENGINES, parse_engines
+from applecider_core.engines import set_torch_threads
 
 from .decoders import DecodeProcess
 from .runner import StreamError, StreamRunner
@@ -164,11 +164,7 @@ def _consumer(settings: StreamSettings):
 
 def main(argv: Sequence[str] | None = None) -> int:
     settings = resolve_settings(argv)
-    default, overrides = parse_engines(settings.engine)
-    if settings.threads and {default, *overrides.values()} & set(TORCH_ENGINES):  # onnxruntime sessions get theirs
-        import torch
-
-        torch.set_num_threads(settings.threads)
+    set_torch_threads(settings.engine, settings.threads)
     from applecider_fusion.classifier import Classifier, HistoryCache
 
     classifier = Classifier.from_dir(settings.models, device=settings.device, engine=settings.engine,
