@@ -301,7 +301,7 @@ def _train_in_rounds(model_config: CCSNscoreConfig, train_set: dict[str, np.ndar
         if best is None or result.best_metrics["bce"] < best[1]["bce"]:
             best = (result.model_dir, result.best_metrics)
         model = CCSNscoreClassifier.from_pretrained(best[0])
-    CCSNscoreClassifier.from_pretrained(best[0]).save_pretrained(root / model_config.folder_name)
+    model.save_pretrained(root / model_config.folder_name)  # the best of all rounds, loaded last
     return {"train": len(train_set["labels"]), "train_positive": int(train_set["labels"].sum()),
             "val": len(val_set["labels"]), "rounds": history, **best[1]}
 
