@@ -32,8 +32,6 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("APPLECIDER_SHARED_DATA", REPO.parent / "shared" / "data"))
-ENGINES = ("torch", "torch-bf16", "onnxruntime", "onnxruntime-int8", "onnxruntime-int8-static")
-STATIC_INT8_MODALITIES = ("images",)
 CALIBRATION_ALERTS = 256
 CHILD = ("import sys; from pathlib import Path; from applecider_core.cli import main; rc = main(sys.argv[1:]); "
          "print(next(l for l in Path('/proc/self/status').read_text().splitlines() if l.startswith('VmHWM')))")
@@ -65,7 +63,9 @@ def logits_of(runner, items: list) -> tuple[np.ndarray, float]:
 
 
 def parity_table(models: Path, onnx: Path, alerts: list, spectra: list, labels: dict[str, str]) -> list[str]:
+    from applecider_core.engines import ENGINES, TORCH_ENGINES
     from applecider_core.metrics import softmax
+    from applecider_fusion.export import STATIC_INT8_MODALITIES
     from applecider_fusion.runners import load_runner
 
     rows = ["| modality | engine | items | max abs Δ logit vs torch | max / median abs Δ probability | same argmax | "
@@ -78,7 +78,7 @@ def parity_table(models: Path, onnx: Path, alerts: list, spectra: list, labels: 
         for engine in ENGINES:
             if engine.endswith("int8-static") and modality not in STATIC_INT8_MODALITIES:
                 continue
-            runner = load_runner(modality, (models if engine.startswith("torch") else onnx) / modality, engine=engine)
+            runner = load_runner(modality, (models if engine in TORCH_ENGINES else onnx) / modality, engine=engine)
             results[engine] = logits_of(runner, items)
         names = list(runner.class_names)
         reference = results["torch"][0]
