@@ -68,14 +68,8 @@ def torch_inference(model: SpectraNet, bf16: bool = False) -> Callable[[torch.Te
     return run
 
 
-def chunks(model: SpectraNet, x: torch.Tensor, length: int) -> tuple[torch.Tensor, ...]:
-    """The batch pieces ``forward_trunk`` runs a block of input ``length`` on (``inference_chunk``)."""
-    chunk = model.config.inference_chunk
-    return x.split(chunk) if chunk and length >= 1024 and len(x) > chunk else (x,)
-
-
 def block_profile(model: SpectraNet, flux: torch.Tensor, bf16: bool, repeats: int) -> list[float]:
-    """Best-of-``repeats`` ms per spectrum of each block (batch pieces as ``forward_trunk`` runs them), then of
+    """Best-of-``repeats`` ms per spectrum of each block (batch pieces as ``forward_trunk`` runs them: ``SpectraNet.batch_pieces``), then of
     the head (pool, MLP, classifier)."""
     best = [float("inf")] * (len(model.blocks) + 1)
     with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
@@ -83,7 +77,7 @@ def block_profile(model: SpectraNet, flux: torch.Tensor, bf16: bool, repeats: in
             h = flux[:, :, None]  # channels-last (B, L, 1)
             for i, block in enumerate(model.blocks):
                 start = time.perf_counter()
-                h = torch.cat([block(part) for part in chunks(model, h, h.shape[1])])
+                h = torch.cat([block(part) for part in model.batch_pieces(h, h.shape[1])])
                 best[i] = min(best[i], 1000 * (time.perf_counter() - start) / len(flux))
             start = time.perf_counter()
             model.fc(model.head(model.pool(h.transpose(1, 2)).flatten(1)))
@@ -106,7 +100,7 @@ def memory_bound_floor(model: SpectraNet, batch: int, repeats: int) -> float:
         with torch.inference_mode():
             for _ in range(repeats + 1):
                 start = time.perf_counter()
-                for part in chunks(model, spectrum, length):
+                for part in model.batch_pieces(spectrum, length):
                     torch.nn.functional.gelu(norm(torch.fft.irfft(part, n=n, dim=1)))
                 best = min(best, time.perf_counter() - start)
         total += 1000 * best / batch

@@ -149,16 +149,21 @@ class SpectraNet(PretrainedMixin, nn.Module):
                 module.set_conv_impl(conv_impl)
         return self
 
+    def batch_pieces(self, x: torch.Tensor, length: int) -> tuple[torch.Tensor, ...]:
+        """The pieces of the batch ``x`` that a block with input ``length`` runs on: ``inference_chunk`` items
+        at a time for the long (≥ 1024) early blocks without autograd (they are memory-bound: small batch chunks
+        stay in cache; same result), else the whole batch."""
+        chunk = self.config.inference_chunk
+        if chunk and not torch.is_grad_enabled() and length >= 1024 and len(x) > chunk:
+            return x.split(chunk)
+        return (x,)
+
     def forward_trunk(self, flux: torch.Tensor) -> list[torch.Tensor]:
         """Output of every block: [(B, 64, 1024), (B, 128, 256), (B, 256, 64), (B, 512, 16), (B, 3072, 16)]."""
         x, outputs = as_flux_batch(flux).transpose(1, 2), []  # channels-last (B, L, 1)
-        chunk = self.config.inference_chunk
         for block in self.blocks:
-            if chunk and not torch.is_grad_enabled() and x.shape[1] >= 1024 and x.shape[0] > chunk:
-                # the long early blocks are memory-bound: small batch chunks stay in cache (same result)
-                x = torch.cat([block(part) for part in x.split(chunk)])
-            else:
-                x = block(x)
+            pieces = self.batch_pieces(x, x.shape[1])
+            x = block(x) if len(pieces) == 1 else torch.cat([block(part) for part in pieces])
             outputs.append(x.transpose(1, 2))
         return outputs
 
