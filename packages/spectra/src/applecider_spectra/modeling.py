@@ -154,7 +154,7 @@ class SpectraNet(PretrainedMixin, nn.Module):
         at a time for the long (≥ 1024) early blocks without autograd (they are memory-bound: small batch chunks
         stay in cache; same result), else the whole batch."""
         chunk = self.config.inference_chunk
-        if chunk and not torch.is_grad_enabled() and length >= 1024 and len(x) > chunk:
+        if chunk and not torch.is_grad_enabled() and length >= 1024 and x.shape[0] > chunk:  # shape, not len(): a symbolic batch stays symbolic in the ONNX export
             return x.split(chunk)
         return (x,)
 
